@@ -1,0 +1,2 @@
+// ballast: thin main; subcommands live in src/cli/.
+int main() { return 0; }
