@@ -1,0 +1,35 @@
+// Weight views and y = x @ W^T for every storage dtype: quantized decode through
+// integer dot products against a Q8-quantized activation, prefill through tiles.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace ballast::cpu {
+
+// Row-major weight: rows = out_features; each row holds `cols` elements in `dtype`
+// blocks; rows are contiguous (row r starts at data + r * row_bytes()).
+struct WeightView {
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const uint8_t* data = nullptr;
+
+  size_t row_bytes() const;
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+};
+
+// x: (n, cols) -> y: (n, rows), y = x @ w^T. cols must be a multiple of w's block
+// size. y must not alias x. Uses every thread of `pool`.
+void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
+
+// Same, single-threaded (for callers already inside a parallel region).
+void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y);
+
+// Dequantizes row `row` of w into out: (cols). Returns false without reading w when
+// row is outside [0, rows).
+bool embedding_row(const WeightView& w, int64_t row, float* out);
+
+}  // namespace ballast::cpu

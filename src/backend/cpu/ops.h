@@ -1,0 +1,70 @@
+// Vectorized float ops of the forward pass. Raw pointers, shapes in comments; all
+// in-place variants allow out == in.
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace ballast::cpu {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. x, w, out: (n). For Gemma's
+// (1 + w) the caller passes the precomputed 1 + w.
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
+// Row-wise rmsnorm: x, out: (rows, n); w: (n) shared by all rows (per-head q/k norm).
+void rmsnorm_rows(float* out, const float* x, const float* w, int64_t rows, int64_t n, float eps);
+// LayerNorm with optional bias (b may be null). x, out: (n).
+void layernorm(float* out, const float* x, const float* w, const float* b, int64_t n, float eps);
+
+// In place: x: (n) -> softmax(x). Handles -inf entries; all -inf gives zeros.
+void softmax(float* x, int64_t n);
+
+void silu(float* x, int64_t n);            // x * sigmoid(x)
+void gelu_tanh(float* x, int64_t n);       // 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))
+void gelu_erf(float* x, int64_t n);        // exact 0.5x(1 + erf(x/sqrt2))
+// Gated MLP activations: out[i] = act(gate[i]) * up[i]. out may alias gate or up.
+void swiglu(float* out, const float* gate, const float* up, int64_t n);
+void geglu_tanh(float* out, const float* gate, const float* up, int64_t n);
+
+void add(float* out, const float* a, const float* b, int64_t n);   // out = a + b
+void mul(float* out, const float* a, const float* b, int64_t n);   // out = a * b
+void scale(float* x, float s, int64_t n);                          // x *= s
+void axpy(float* y, float a, const float* x, int64_t n);           // y += a * x
+float dot(const float* a, const float* b, int64_t n);
+// out = softcap * tanh(x / softcap), in place (Gemma 2 style logit capping).
+void softcap(float* x, float cap, int64_t n);
+
+// ---- RoPE ----
+enum class RopeLayout {
+  kNeox,         // rotate-half: pairs (i, i + rot_dim/2)  (HF Llama/Gemma/Qwen)
+  kInterleaved,  // GPT-J: pairs (2i, 2i+1)                (GGUF llama-family order)
+};
+// inv_freq: (rot_dim/2), inv_freq[i] = theta^(-2i/rot_dim). Callers apply their
+// scaling (linear / llama3 / yarn) to this table.
+void rope_inv_freq(float* inv_freq, int64_t rot_dim, float theta);
+// cos, sin: (rot_dim/2) for position `pos` (pos may be pre-divided for linear scaling).
+void rope_cos_sin(const float* inv_freq, int64_t rot_dim, float pos, float* cos, float* sin);
+// x: (n_heads, head_dim), rotated in place over the first rot_dim dims of each head
+// (rot_dim <= head_dim, even); cos, sin: (rot_dim/2) for this token's position.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float* cos,
+          const float* sin, RopeLayout layout);
+
+// ---- attention ----
+struct AttentionParams {
+  int64_t n_heads = 0;     // query heads
+  int64_t n_kv_heads = 0;  // n_heads % n_kv_heads == 0 (GQA: n_heads / n_kv_heads q per kv)
+  int64_t head_dim = 0;
+  float scale = 0.f;       // logits = scale * q.k (usually 1/sqrt(head_dim))
+  float softcap = 0.f;     // > 0: logits = softcap * tanh(logits / softcap)
+  int64_t window = 0;      // > 0: a query at position p sees keys in (p - window, p]
+};
+
+// Causal attention of n_q consecutive queries against a KV cache span.
+// q:   (n_q, n_heads, head_dim); query i sits at absolute position q_pos0 + i.
+// k,v: (>= q_pos0 + n_q rows, n_kv_heads * head_dim) with row stride kv_stride floats;
+//      row t holds position t.
+// out: (n_q, n_heads, head_dim). Query at p sees rows [max(0, p - window + 1), p].
+// pool may be null (serial); parallel over (query, head).
+void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool);
+
+}  // namespace ballast::cpu
