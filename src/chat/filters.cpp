@@ -91,7 +91,7 @@ Value f_batch(Interpreter& in, const Value& v, CallArgs& a) {
       while (static_cast<int64_t>(cur.size()) < n) cur.push_back(*b[1]);
     out.push_back(Value::list(std::move(cur)));
   }
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 
 Value f_capitalize(Interpreter&, const Value& v, CallArgs& a) {
@@ -150,6 +150,7 @@ Value f_first(Interpreter&, const Value& v, CallArgs& a) {
 
 Value f_last(Interpreter&, const Value& v, CallArgs& a) {
   bind_args("last", a, {});
+  if (v.is_generator()) fail("'generator' object is not reversible");
   List items = iterate(v);
   if (items.empty()) return Value::undefined("No last item, sequence was empty.");
   return items.back();
@@ -251,11 +252,11 @@ Value f_indent(Interpreter& in, const Value& v, CallArgs& a) {
 
 Value f_items(Interpreter&, const Value& v, CallArgs& a) {
   bind_args("items", a, {});
-  if (v.is_undefined()) return Value::list({});
+  if (v.is_undefined()) return Value::generator({});
   if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
   List out;
   for (const auto& [k, val] : v.dict_ref().items) out.push_back(Value::tuple({k, val}));
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 
 Value f_join(Interpreter& in, const Value& v, CallArgs& a) {
@@ -323,12 +324,13 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& a) {
     else if (!a.pos.empty()) continue;
     else fail("map() got an unexpected keyword argument '" + k + "'");
   }
+  if (!v.truthy()) return Value::generator({});  // jinja2: `if value:` guards the loop
   if (attr) {
     for (const Value& item : iterate(v)) {
       Value r = get_path(in, item, *attr);
       out.push_back(r.is_undefined() && dflt ? *dflt : r);
     }
-    return Value::list(std::move(out));
+    return Value::generator(std::move(out));
   }
   if (a.pos.empty()) fail("map requires a filter argument");
   if (!a.pos[0].is_string()) fail("map filter name must be a string");
@@ -340,7 +342,7 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& a) {
     CallArgs copy = rest;
     out.push_back(in.apply_filter(name, item, copy));
   }
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 
 Value min_max(Interpreter& in, const Value& v, CallArgs& a, bool want_max) {
@@ -372,7 +374,8 @@ Value f_reverse(Interpreter&, const Value& v, CallArgs& a) {
   if (v.is_string()) return Value::string(str_slice(v.tstr(), std::nullopt, std::nullopt, -1));
   List items = iterate(v);
   std::reverse(items.begin(), items.end());
-  return Value::list(std::move(items));
+  // reversed(list) is an iterator; reversing a generator materialises a list.
+  return v.is_generator() ? Value::list(std::move(items)) : Value::generator(std::move(items));
 }
 
 Value f_round(Interpreter&, const Value& v, CallArgs& a) {
@@ -422,6 +425,7 @@ Value select_impl(Interpreter& in, const Value& v, CallArgs& a, bool select, boo
     test_args.kw = a.kw;
   }
   List out;
+  if (!v.truthy()) return Value::generator({});  // jinja2: `if value:` guards the loop
   for (const Value& item : iterate(v)) {
     Value probe = attr ? get_path(in, item, *attr) : item;
     bool ok;
@@ -433,7 +437,7 @@ Value select_impl(Interpreter& in, const Value& v, CallArgs& a, bool select, boo
     }
     if (ok == select) out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 Value f_select(Interpreter& in, const Value& v, CallArgs& a) { return select_impl(in, v, a, true, false); }
 Value f_reject(Interpreter& in, const Value& v, CallArgs& a) { return select_impl(in, v, a, false, false); }
@@ -534,7 +538,7 @@ Value f_unique(Interpreter& in, const Value& v, CallArgs& a) {
     seen.push_back(key);
     out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::generator(std::move(out));
 }
 
 Value f_wordcount(Interpreter&, const Value& v, CallArgs& a) {
@@ -584,7 +588,7 @@ bool t_iterable(Interpreter&, const Value& v, CallArgs&) {
          (v.is_object() && v.obj()->type_name == "LoopContext");
 }
 bool t_sequence(Interpreter&, const Value& v, CallArgs&) {
-  return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+  return v.is_string() || (v.is_list() && !v.is_generator()) || v.is_dict() || v.is_undefined();
 }
 bool t_callable(Interpreter&, const Value& v, CallArgs&) { return v.is_callable(); }
 bool t_escaped(Interpreter&, const Value& v, CallArgs&) { return v.is_markup(); }

@@ -410,7 +410,7 @@ Value Interpreter::eval_slice(const Value& base, const Expr& e, const ScopePtr& 
     TString r = str_slice(base.tstr(), idx[0], idx[1], idx[2]);
     return base.is_markup() ? Value::markup(std::move(r)) : Value::string(std::move(r));
   }
-  if (base.is_list()) {
+  if (base.is_list() && !base.is_generator()) {
     List out;
     for (int64_t k : slice_indices(static_cast<int64_t>(base.items().size()), idx[0], idx[1], idx[2]))
       out.push_back(base.items()[k]);

@@ -326,6 +326,7 @@ Value get_item(Interpreter& in, const Value& obj, const Value& key) {
       if (const Value* v = obj.dict_ref().find(key)) return *v;
       break;
     case Kind::kList:
+      if (obj.is_generator()) return Value::undefined("'generator' object is not subscriptable");
       if (key.is_int() || key.is_bool()) {
         int64_t n = static_cast<int64_t>(obj.items().size()), i = key.as_int();
         if (i < 0) i += n;

@@ -85,7 +85,8 @@ Value py_add(Interpreter& in, const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return Value::floating(a.as_double() + b.as_double());
     int64_t r = 0;
-    return overflow_checked(__builtin_add_overflow(a.as_int(), b.as_int(), &r), r);
+    bool of = __builtin_add_overflow(a.as_int(), b.as_int(), &r);
+    return overflow_checked(of, r);
   }
   if (a.is_string() && b.is_string()) {
     TString out;
@@ -103,7 +104,7 @@ Value py_add(Interpreter& in, const Value& a, const Value& b) {
     in.charge(out.s.size() / 64);
     return (a.is_markup() || b.is_markup()) ? Value::markup(std::move(out)) : Value::string(std::move(out));
   }
-  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple() && !a.is_generator() && !b.is_generator()) {
     in.check_list(a.items().size() + b.items().size());
     List out = a.items();
     out.insert(out.end(), b.items().begin(), b.items().end());
@@ -150,12 +151,14 @@ Value Interpreter::eval_binary(const std::string& op, const Value& a, const Valu
   if (op == "-") {
     if (fl) return Value::floating(a.as_double() - b.as_double());
     int64_t r = 0;
-    return overflow_checked(__builtin_sub_overflow(a.as_int(), b.as_int(), &r), r);
+    bool of = __builtin_sub_overflow(a.as_int(), b.as_int(), &r);
+    return overflow_checked(of, r);
   }
   if (op == "*") {
     if (fl) return Value::floating(a.as_double() * b.as_double());
     int64_t r = 0;
-    return overflow_checked(__builtin_mul_overflow(a.as_int(), b.as_int(), &r), r);
+    bool of = __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+    return overflow_checked(of, r);
   }
   if (op == "/") {
     if (b.as_double() == 0) fail("division by zero");

@@ -156,6 +156,11 @@ Value Value::tuple(List items) {
   v.tuple_ = true;
   return v;
 }
+Value Value::generator(List items) {
+  Value v = list(std::move(items));
+  v.gen_ = true;
+  return v;
+}
 Value Value::dict(Dict d) {
   Value v;
   v.kind_ = Kind::kDict;
@@ -229,7 +234,7 @@ bool Value::truthy() const {
     case Kind::kInt: return i_ != 0;
     case Kind::kFloat: return f_ != 0.0;
     case Kind::kString: return !s_->s.empty();
-    case Kind::kList: return !list_->empty();
+    case Kind::kList: return gen_ || !list_->empty();
     case Kind::kDict: return !dict_->items.empty();
     default: return true;
   }
@@ -243,7 +248,7 @@ std::string Value::type_name() const {
     case Kind::kInt: return "int";
     case Kind::kFloat: return "float";
     case Kind::kString: return markup_ ? "Markup" : "str";
-    case Kind::kList: return tuple_ ? "tuple" : "list";
+    case Kind::kList: return gen_ ? "generator" : tuple_ ? "tuple" : "list";
     case Kind::kDict: return "dict";
     case Kind::kObject: return obj_->type_name;
     case Kind::kCallable: return "function";
@@ -339,6 +344,10 @@ static void repr_into(const Value& v, TString& out, int depth) {
       return;
     }
     case Kind::kList: {
+      if (v.is_generator()) {
+        out.append("<generator object>");
+        return;
+      }
       out.append(v.is_tuple() ? "(" : "[");
       bool first = true;
       for (const Value& e : v.items()) {
@@ -420,6 +429,7 @@ bool py_equal(const Value& a, const Value& b) {
     case Kind::kUndefined: case Kind::kNone: return true;
     case Kind::kString: return a.str() == b.str();
     case Kind::kList: {
+      if (a.is_generator() || b.is_generator()) return a.identity() == b.identity();
       if (a.is_tuple() != b.is_tuple()) return false;
       const List &x = a.items(), &y = b.items();
       if (x.size() != y.size()) return false;
@@ -471,7 +481,9 @@ int64_t py_len(const Value& v) {
   switch (v.kind()) {
     case Kind::kUndefined: return 0;
     case Kind::kString: return static_cast<int64_t>(utf8_length(v.str()));
-    case Kind::kList: return static_cast<int64_t>(v.items().size());
+    case Kind::kList:
+      if (v.is_generator()) fail("object of type 'generator' has no len()");
+      return static_cast<int64_t>(v.items().size());
     case Kind::kDict: return static_cast<int64_t>(v.dict_ref().items.size());
     default: fail("object of type '" + v.type_name() + "' has no len()");
   }
@@ -558,6 +570,7 @@ static void dumps_into(const Value& v, const JsonOptions& o, int level, TString&
     case Kind::kFloat: out.append(json_float(v.as_double())); return;
     case Kind::kString: json_string(v.tstr(), 0, v.str().size(), o.ensure_ascii, out); return;
     case Kind::kList: {
+      if (v.is_generator()) fail("Object of type generator is not JSON serializable");
       if (v.items().empty()) {
         out.append("[]");
         return;

@@ -88,6 +88,9 @@ class Value {
   static Value markup(TString s);
   static Value list(List items);
   static Value tuple(List items);
+  // jinja2 filters like map/select return lazy generators: always truthy, no len(),
+  // not JSON-serializable, not subscriptable. Modelled as a flagged list.
+  static Value generator(List items);
   static Value dict(Dict d);
   static Value object(std::shared_ptr<Object> o);
   static Value callable(std::string name, std::function<Value(Interpreter&, CallArgs&)> fn,
@@ -104,6 +107,7 @@ class Value {
   bool is_string() const { return kind_ == Kind::kString; }
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
+  bool is_generator() const { return kind_ == Kind::kList && gen_; }
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_object() const { return kind_ == Kind::kObject; }
   bool is_callable() const { return kind_ == Kind::kCallable; }
@@ -132,7 +136,7 @@ class Value {
 
  private:
   Kind kind_ = Kind::kUndefined;
-  bool b_ = false, markup_ = false, tuple_ = false;
+  bool b_ = false, markup_ = false, tuple_ = false, gen_ = false;
   int64_t i_ = 0;
   double f_ = 0;
   std::shared_ptr<const TString> s_;
