@@ -111,6 +111,35 @@ char32_t py_toupper(char32_t c) { return utf8proc_toupper(static_cast<utf8proc_i
 char32_t py_tolower(char32_t c) { return utf8proc_tolower(static_cast<utf8proc_int32_t>(c)); }
 char32_t py_totitle(char32_t c) { return utf8proc_totitle(static_cast<utf8proc_int32_t>(c)); }
 
+// Python applies Unicode SpecialCasing (one code point -> several); utf8proc only has the
+// simple 1:1 mappings, so the multi-character cases that occur in practice are listed here.
+struct Special {
+  char32_t cp;
+  const char* upper;
+  const char* title;
+  const char* lower;
+};
+static const Special kSpecial[] = {
+    {0x00DF, "SS", "Ss", nullptr},                    // ß
+    {0x0130, nullptr, nullptr, "i\xCC\x87"},          // İ -> i + combining dot above
+    {0x0149, "\xCA\xBCN", "\xCA\xBCN", nullptr},      // ŉ
+    {0xFB00, "FF", "Ff", nullptr}, {0xFB01, "FI", "Fi", nullptr}, {0xFB02, "FL", "Fl", nullptr},
+    {0xFB03, "FFI", "Ffi", nullptr}, {0xFB04, "FFL", "Ffl", nullptr},
+    {0xFB05, "ST", "St", nullptr}, {0xFB06, "ST", "St", nullptr},
+};
+
+// mode: 'u' upper, 't' title, 'l' lower. Returns false if no special mapping applies.
+static bool special_case(std::string& out, char32_t c, char mode) {
+  for (const Special& s : kSpecial) {
+    if (s.cp != c) continue;
+    const char* m = mode == 'u' ? s.upper : mode == 't' ? s.title : s.lower;
+    if (!m) return false;
+    out += m;
+    return true;
+  }
+  return false;
+}
+
 template <class F>
 static std::string map_cps(std::string_view s, F f) {
   std::string out;
@@ -120,8 +149,27 @@ static std::string map_cps(std::string_view s, F f) {
   return out;
 }
 
-std::string py_upper(std::string_view s) { return map_cps(s, py_toupper); }
-std::string py_lower(std::string_view s) { return map_cps(s, py_tolower); }
+// Like map_cps but consults SpecialCasing first; mode picks the mapping per code point.
+template <class F>
+static std::string map_cps_special(std::string_view s, F mode_of) {
+  std::string out;
+  out.reserve(s.size());
+  size_t pos = 0;
+  while (pos < s.size()) {
+    char32_t c = utf8_next(s, pos);
+    char mode = mode_of(c);
+    if (mode == 0 || special_case(out, c, mode)) continue;
+    utf8_append(out, mode == 'u' ? py_toupper(c) : mode == 't' ? py_totitle(c) : py_tolower(c));
+  }
+  return out;
+}
+
+std::string py_upper(std::string_view s) {
+  return map_cps_special(s, [](char32_t) { return 'u'; });
+}
+std::string py_lower(std::string_view s) {
+  return map_cps_special(s, [](char32_t) { return 'l'; });
+}
 std::string py_swapcase(std::string_view s) {
   return map_cps(s, [](char32_t c) {
     return py_isupper_cp(c) ? py_tolower(c) : py_islower_cp(c) ? py_toupper(c) : c;
@@ -130,19 +178,19 @@ std::string py_swapcase(std::string_view s) {
 
 std::string py_title(std::string_view s) {
   bool prev_cased = false;
-  return map_cps(s, [&](char32_t c) {
-    char32_t r = prev_cased ? py_tolower(c) : py_totitle(c);
+  return map_cps_special(s, [&](char32_t c) {
+    char mode = prev_cased ? 'l' : 't';
     prev_cased = py_iscased(c);
-    return r;
+    return mode;
   });
 }
 
 std::string py_capitalize(std::string_view s) {
   bool first = true;
-  return map_cps(s, [&](char32_t c) {
-    char32_t r = first ? py_totitle(c) : py_tolower(c);
+  return map_cps_special(s, [&](char32_t) {
+    char mode = first ? 't' : 'l';
     first = false;
-    return r;
+    return mode;
   });
 }
 
