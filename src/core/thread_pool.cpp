@@ -92,7 +92,9 @@ void ThreadPool::do_job(int thread_index) {
 }
 
 void ThreadPool::worker_main(int thread_index) {
-  uint32_t seen = generation_.load();
+  // Generation 0 is the constructed state: a job published before this thread got
+  // here must still be seen as new.
+  uint32_t seen = 0;
   for (;;) {
     if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
       generation_.wait(seen);
