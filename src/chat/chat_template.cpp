@@ -51,6 +51,7 @@ Result<RenderedPrompt> ChatTemplate::render(const nlohmann::ordered_json& messag
     lim.max_value_bytes = opts.limits.max_value_bytes;
     lim.max_list_items = opts.limits.max_list_items;
     lim.max_steps = opts.limits.max_steps;
+    lim.max_render_ms = opts.limits.max_render_ms;
     lim.max_call_depth = opts.limits.max_call_depth;
     lim.max_eval_depth = opts.limits.max_eval_depth;
     Interpreter in(lim, globals);

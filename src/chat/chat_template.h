@@ -18,7 +18,8 @@ struct RenderLimits {
   size_t max_output_bytes = 16u << 20;
   size_t max_value_bytes = 16u << 20;
   size_t max_list_items = 1u << 20;
-  uint64_t max_steps = 50'000'000;
+  uint64_t max_steps = 20'000'000;
+  uint32_t max_render_ms = 5000;  // wall-clock cap per render
   int max_call_depth = 200;
   int max_eval_depth = 600;
 };

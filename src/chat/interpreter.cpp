@@ -40,6 +40,11 @@ Interpreter::Interpreter(const Limits& limits, std::shared_ptr<Scope> globals)
 void Interpreter::charge(uint64_t steps) {
   steps_ += steps;
   if (steps_ > limits_.max_steps) fail("template rendering exceeded its work limit");
+  if (steps_ >= next_clock_check_) {
+    next_clock_check_ = steps_ + 4096;
+    if (std::chrono::steady_clock::now() > deadline_)
+      fail("template rendering exceeded its time limit (" + std::to_string(limits_.max_render_ms) + " ms)");
+  }
 }
 
 void Interpreter::check_string(size_t bytes) const {
@@ -63,6 +68,9 @@ void Interpreter::emit(const TString& t) {
 TString Interpreter::render(const Template& tmpl) {
   out_.clear();
   out_.emplace_back();
+  steps_ = 0;
+  next_clock_check_ = 4096;
+  deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(limits_.max_render_ms);
   auto scope = std::make_shared<Scope>();
   scope->parent = globals_;
   exec_body(tmpl.body, scope);
@@ -182,30 +190,15 @@ void Interpreter::exec_for(const Stmt& s, const ScopePtr& scope) {
     return;
   }
   const int64_t n = static_cast<int64_t>(items.size());
-  auto shared_items = std::make_shared<List>(std::move(items));
+  auto shared_items = std::make_shared<const List>(std::move(items));
   for (int64_t k = 0; k < n; ++k) {
     charge(1);
     auto iter_scope = std::make_shared<Scope>();
     iter_scope->parent = scope;
     auto loop = std::make_shared<Object>();
     loop->type_name = "LoopContext";
-    loop->attrs = {
-        {"index", Value::integer(k + 1)},
-        {"index0", Value::integer(k)},
-        {"revindex", Value::integer(n - k)},
-        {"revindex0", Value::integer(n - k - 1)},
-        {"first", Value::boolean(k == 0)},
-        {"last", Value::boolean(k == n - 1)},
-        {"length", Value::integer(n)},
-        {"depth", Value::integer(1)},
-        {"depth0", Value::integer(0)},
-        {"previtem", k > 0 ? (*shared_items)[k - 1] : Value::undefined("there is no previous item")},
-        {"nextitem", k + 1 < n ? (*shared_items)[k + 1] : Value::undefined("there is no next item")},
-        {"cycle", Value::callable("cycle", [k](Interpreter&, CallArgs& a) {
-           if (a.pos.empty()) fail("no items for cycling given");
-           return a.pos[k % a.pos.size()];
-         })},
-    };
+    loop->loop_items = shared_items;
+    loop->loop_index = k;
     iter_scope->set("loop", Value::object(loop));
     assign(s.target, (*shared_items)[k], iter_scope);
     Flow f = exec_body(s.body, iter_scope);

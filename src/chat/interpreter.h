@@ -1,6 +1,7 @@
 // Tree-walking evaluator for parsed templates with jinja2's scoping rules and hard limits
 // on work, output size and recursion so hostile templates or inputs cannot hang or crash.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -17,7 +18,8 @@ struct Limits {
   size_t max_output_bytes = 16u << 20;  // rendered text and any captured block
   size_t max_value_bytes = 16u << 20;   // any single string built during rendering
   size_t max_list_items = 1u << 20;     // any single list built during rendering
-  uint64_t max_steps = 50'000'000;      // evaluated nodes + loop iterations + copied bytes/64
+  uint64_t max_steps = 20'000'000;      // evaluated nodes + loop iterations + copied bytes/64
+  uint32_t max_render_ms = 5000;        // wall-clock cap, checked every few thousand steps
   int max_call_depth = 200;             // nested macro calls
   int max_eval_depth = 600;             // nested expression/statement evaluation
 };
@@ -54,6 +56,8 @@ class Interpreter {
   ScopePtr globals_;
   std::vector<TString> out_;  // capture stack; front is the final output
   uint64_t steps_ = 0;
+  uint64_t next_clock_check_ = 4096;
+  std::chrono::steady_clock::time_point deadline_;
   int depth_ = 0;
   int call_depth_ = 0;
 

@@ -283,6 +283,27 @@ const std::set<std::string>& str_methods() {
   return k;
 }
 
+Value loop_attr(const Object& o, const std::string& name) {
+  const int64_t k = o.loop_index, n = static_cast<int64_t>(o.loop_items->size());
+  if (name == "index") return Value::integer(k + 1);
+  if (name == "index0") return Value::integer(k);
+  if (name == "revindex") return Value::integer(n - k);
+  if (name == "revindex0") return Value::integer(n - k - 1);
+  if (name == "first") return Value::boolean(k == 0);
+  if (name == "last") return Value::boolean(k == n - 1);
+  if (name == "length") return Value::integer(n);
+  if (name == "depth") return Value::integer(1);
+  if (name == "depth0") return Value::integer(0);
+  if (name == "previtem") return k > 0 ? (*o.loop_items)[k - 1] : Value::undefined("there is no previous item");
+  if (name == "nextitem") return k + 1 < n ? (*o.loop_items)[k + 1] : Value::undefined("there is no next item");
+  if (name == "cycle")
+    return Value::callable("cycle", [k](Interpreter&, CallArgs& a) {
+      if (a.pos.empty()) fail("no items for cycling given");
+      return a.pos[k % a.pos.size()];
+    });
+  return Value::undefined("'LoopContext object' has no attribute '" + name + "'");
+}
+
 }  // namespace
 
 Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
@@ -314,6 +335,7 @@ Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
       if (obj.is_tuple() && (name == "index" || name == "count")) return bound(call_list_method);
       return missing_attr(obj, name);
     case Kind::kObject:
+      if (obj.obj()->loop_items) return loop_attr(*obj.obj(), name);
       if (const Value* v = obj.obj()->find(name)) return *v;
       return missing_attr(obj, name);
     default: return missing_attr(obj, name);

@@ -65,6 +65,10 @@ struct Object {
   std::string type_name;  // "Namespace", "LoopContext", ...
   bool assignable = false;  // only namespaces accept {% set obj.attr = ... %}
   std::vector<std::pair<std::string, Value>> attrs;
+  // LoopContext attributes are computed on access from these (a loop iteration must be
+  // cheap: templates may legally run many of them).
+  std::shared_ptr<const std::vector<Value>> loop_items;
+  int64_t loop_index = -1;
   const Value* find(std::string_view name) const;
   void set(const std::string& name, Value v);
 };
