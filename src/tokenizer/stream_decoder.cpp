@@ -14,9 +14,26 @@ bool ends_with_replacement(std::string_view s) {
 }
 }  // namespace
 
+namespace {
+// "<0xXX>" byte-fallback pieces: a run of them decodes as a unit (one U+FFFD per byte
+// when the run is not valid UTF-8), so text from a trailing run is never final.
+bool is_byte_piece(const Tokenizer& tok, int32_t id) {
+  auto t = tok.id_to_token(id);
+  return t && t->size() == 6 && t->compare(0, 3, "<0x") == 0 && (*t)[5] == '>';
+}
+}  // namespace
+
 Result<std::string> StreamDecoder::push(int32_t id) {
   ids_.push_back(id);
-  BALLAST_ASSIGN_OR_RETURN(std::string text, tok_.decode(ids_, skip_special_));
+  size_t stable = ids_.size();
+  while (stable > 0) {
+    int32_t last = ids_[stable - 1];
+    bool skipped = skip_special_ && tok_.is_special(last);
+    if (!skipped && !is_byte_piece(tok_, last)) break;
+    --stable;
+  }
+  BALLAST_ASSIGN_OR_RETURN(std::string text,
+                           tok_.decode(std::span<const int32_t>(ids_.data(), stable), skip_special_));
   // Hold back an unfinished tail.
   size_t safe = text.size();
   if (ends_with_replacement(text)) return std::string();
