@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "backend/cpu/dot_kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/quant.h"
 #include "cpu_test_util.h"
@@ -75,6 +76,18 @@ TEST_P(MatmulAllTypes, FewTokens) { check(GetParam(), 45, 768, 5, 2); }
 TEST_P(MatmulAllTypes, Serial) { check(GetParam(), 19, 256, 3, 0); }
 TEST_P(MatmulAllTypes, PrefillBatch) { check(GetParam(), 70, 512, 40, 2); }
 TEST_P(MatmulAllTypes, LargePrefillBatch) { check(GetParam(), 130, 1024, 129, 2); }
+
+// Every token-group size of the integer kernels (1..4 and remainders), on both the
+// AVX2 and (where the CPU has it) the AVX-VNNI kernels, with the sgemm path off.
+TEST_P(MatmulAllTypes, IntegerKernelsAllGroupSizes) {
+  set_matmul_gemm_min_tokens(1000);
+  for (bool avx2_only : {true, false}) {
+    set_dot_kernels_avx2_only(avx2_only);
+    for (int64_t n : {1, 2, 3, 4, 6, 9}) check(GetParam(), 21, 512, n, 2);
+  }
+  set_dot_kernels_avx2_only(false);
+  set_matmul_gemm_min_tokens(8);
+}
 
 INSTANTIATE_TEST_SUITE_P(Cpu, MatmulAllTypes, ::testing::ValuesIn(kAllDTypes),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });

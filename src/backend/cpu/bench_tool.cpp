@@ -78,6 +78,7 @@ bool parse_type(const std::string& s, DType* t) {
 }  // namespace
 
 // Options: --types Q4_1,Q8_0,...  --threads 1,2  --n TOKENS (default 1)  --seconds S
+//          --gemm-min N (tokens from which the sgemm path is used)
 //          --shapes 576x1536,2048x2048,262144x640
 int cpu_bench_main(int argc, char** argv) {
   std::vector<DType> types = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
@@ -114,6 +115,8 @@ int cpu_bench_main(int argc, char** argv) {
       }
     } else if (k == "--n") {
       n_tok = std::stoll(v);
+    } else if (k == "--gemm-min") {
+      set_matmul_gemm_min_tokens(std::stoll(v));
     } else if (k == "--seconds") {
       seconds = std::stod(v);
     } else {

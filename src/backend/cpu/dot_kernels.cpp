@@ -3,7 +3,11 @@
 // signed int8 activations, then scaled per 32 values in float.
 #include "backend/cpu/dot_kernels.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
+
+#include <atomic>
+#include <type_traits>
 
 #include <cmath>
 #include <cstring>
@@ -42,304 +46,48 @@ void quantize_q8a(const float* x, BlockQ8A* y, int64_t n) {
   }
 }
 
+inline float fp16_to_fp32_inline(uint16_t h) { return _cvtsh_ss(h); }
+#define fp16_to_fp32 fp16_to_fp32_inline
+
+#define BALLAST_KNS avx2
+#define BALLAST_VNNI 0
+#include "backend/cpu/dot_kernels.inc"
+#undef BALLAST_KNS
+#undef BALLAST_VNNI
+
+#pragma GCC push_options
+#pragma GCC target("avxvnni")
+#define BALLAST_KNS vnni
+#define BALLAST_VNNI 1
+#include "backend/cpu/dot_kernels.inc"
+#undef BALLAST_KNS
+#undef BALLAST_VNNI
+#pragma GCC pop_options
+#undef fp16_to_fp32
+
+bool cpu_has_avx_vnni() {
+  static const bool has = [] {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return ((a >> 4) & 1u) != 0;  // CPUID.(7,1):EAX[4] = AVX-VNNI
+  }();
+  return has;
+}
+
 namespace {
+std::atomic<bool> g_avx2_only{false};
+}
 
+void set_dot_kernels_avx2_only(bool avx2_only) { g_avx2_only.store(avx2_only); }
+
+const DotKernelSet* dot_kernels(DType t) {
+  if (cpu_has_avx_vnni() && !g_avx2_only.load(std::memory_order_relaxed)) return vnni::kernel_set(t);
+  return avx2::kernel_set(t);
+}
+
+namespace {
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-// 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high.
-inline __m256i unpack_nibbles16(const uint8_t* q) {
-  __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-// 32 bits -> 32 bytes, byte i = 0x10 where bit i is set.
-inline __m256i bits_to_0x10(const uint8_t* qh) {
-  uint32_t bits;
-  std::memcpy(&bits, qh, 4);
-  const __m256i sel = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                                         0x0303030303030303);
-  // shuffle_epi8 works per 128-bit lane; lane 1 indexes bytes 2,3 of the broadcast word.
-  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(bits)), sel);
-  const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, mask), mask);
-  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-}
-
-// Sum of u8 * i8 products as 8 int32 lanes.
-inline __m256i dot_u8_i8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-inline float f16(uint16_t h) { return fp16_to_fp32(h); }
-
-float dot_q4_0(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ4_0*>(w);
-  const int64_t nb = cols / 32;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float off = 0.f;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const float d0 = f16(b[i].d), d1 = f16(b[i + 1].d);
-    __m256i p0 = dot_u8_i8(unpack_nibbles16(b[i].qs), load32(x[i].qs));
-    __m256i p1 = dot_u8_i8(unpack_nibbles16(b[i + 1].qs), load32(x[i + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * x[i].d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * x[i + 1].d), acc1);
-    off += d0 * x[i].s + d1 * x[i + 1].s;
-  }
-  for (; i < nb; ++i) {
-    const float d0 = f16(b[i].d);
-    __m256i p0 = dot_u8_i8(unpack_nibbles16(b[i].qs), load32(x[i].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * x[i].d), acc0);
-    off += d0 * x[i].s;
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) - 8.f * off;
-}
-
-float dot_q4_1(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ4_1*>(w);
-  const int64_t nb = cols / 32;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float off = 0.f;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    __m256i p0 = dot_u8_i8(unpack_nibbles16(b[i].qs), load32(x[i].qs));
-    __m256i p1 = dot_u8_i8(unpack_nibbles16(b[i + 1].qs), load32(x[i + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16(b[i].d) * x[i].d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f16(b[i + 1].d) * x[i + 1].d), acc1);
-    off += f16(b[i].m) * x[i].s + f16(b[i + 1].m) * x[i + 1].s;
-  }
-  for (; i < nb; ++i) {
-    __m256i p0 = dot_u8_i8(unpack_nibbles16(b[i].qs), load32(x[i].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16(b[i].d) * x[i].d), acc0);
-    off += f16(b[i].m) * x[i].s;
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) + off;
-}
-
-float dot_q5_0(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ5_0*>(w);
-  const int64_t nb = cols / 32;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float off = 0.f;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const float d0 = f16(b[i].d), d1 = f16(b[i + 1].d);
-    __m256i q0 = _mm256_or_si256(unpack_nibbles16(b[i].qs), bits_to_0x10(b[i].qh));
-    __m256i q1 = _mm256_or_si256(unpack_nibbles16(b[i + 1].qs), bits_to_0x10(b[i + 1].qh));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q0, load32(x[i].qs))), _mm256_set1_ps(d0 * x[i].d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q1, load32(x[i + 1].qs))),
-                           _mm256_set1_ps(d1 * x[i + 1].d), acc1);
-    off += d0 * x[i].s + d1 * x[i + 1].s;
-  }
-  for (; i < nb; ++i) {
-    const float d0 = f16(b[i].d);
-    __m256i q0 = _mm256_or_si256(unpack_nibbles16(b[i].qs), bits_to_0x10(b[i].qh));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q0, load32(x[i].qs))), _mm256_set1_ps(d0 * x[i].d), acc0);
-    off += d0 * x[i].s;
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) - 16.f * off;
-}
-
-float dot_q5_1(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ5_1*>(w);
-  const int64_t nb = cols / 32;
-  __m256 acc = _mm256_setzero_ps();
-  float off = 0.f;
-  for (int64_t i = 0; i < nb; ++i) {
-    __m256i q = _mm256_or_si256(unpack_nibbles16(b[i].qs), bits_to_0x10(b[i].qh));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8_i8(q, load32(x[i].qs))), _mm256_set1_ps(f16(b[i].d) * x[i].d), acc);
-    off += f16(b[i].m) * x[i].s;
-  }
-  return hsum(acc) + off;
-}
-
-// Signed x signed through maddubs: |w| (unsigned) times x carrying w's sign.
-inline __m256i dot_i8_i8(__m256i w, __m256i x) {
-  return dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-}
-
-float dot_q8_0(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ8_0*>(w);
-  const int64_t nb = cols / 32;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    __m256i p0 = dot_i8_i8(load32(b[i].qs), load32(x[i].qs));
-    __m256i p1 = dot_i8_i8(load32(b[i + 1].qs), load32(x[i + 1].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16(b[i].d) * x[i].d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f16(b[i + 1].d) * x[i + 1].d), acc1);
-  }
-  for (; i < nb; ++i) {
-    __m256i p0 = dot_i8_i8(load32(b[i].qs), load32(x[i].qs));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16(b[i].d) * x[i].d), acc0);
-  }
-  return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-// Two int16 scales broadcast over the low / high 128-bit lanes (16 elements each).
-inline __m256i lane_scales(int a, int b) {
-  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(b)), _mm_set1_epi16(static_cast<int16_t>(a)));
-}
-
-float dot_q4_k(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ4_K*>(w);
-  const int64_t nb = cols / 256;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float mins = 0.f;
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t i = 0; i < nb; ++i, x += 8) {
-    const float d = f16(b[i].d), dmin = f16(b[i].dmin);
-    uint8_t sc[8], mn[8];
-    k_scale_min(b[i].scales, sc, mn);
-    float m = 0.f;
-    for (int j = 0; j < 8; ++j) m += static_cast<float>(mn[j]) * x[j].s;
-    mins += dmin * m;
-    for (int c = 0; c < 4; ++c) {
-      __m256i q = load32(b[i].qs + 32 * c);
-      __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-      __m256i p0 = dot_u8_i8(lo, load32(x[2 * c].qs));
-      __m256i p1 = dot_u8_i8(hi, load32(x[2 * c + 1].qs));
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * static_cast<float>(sc[2 * c]) * x[2 * c].d), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                             _mm256_set1_ps(d * static_cast<float>(sc[2 * c + 1]) * x[2 * c + 1].d), acc1);
-    }
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) - mins;
-}
-
-float dot_q5_k(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ5_K*>(w);
-  const int64_t nb = cols / 256;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float mins = 0.f;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  for (int64_t i = 0; i < nb; ++i, x += 8) {
-    const float d = f16(b[i].d), dmin = f16(b[i].dmin);
-    uint8_t sc[8], mn[8];
-    k_scale_min(b[i].scales, sc, mn);
-    float m = 0.f;
-    for (int j = 0; j < 8; ++j) m += static_cast<float>(mn[j]) * x[j].s;
-    mins += dmin * m;
-    const __m256i qh = load32(b[i].qh);
-    for (int c = 0; c < 4; ++c) {
-      __m256i q = load32(b[i].qs + 32 * c);
-      __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-      __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
-      __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low4), h0);
-      __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h1);
-      __m256i p0 = dot_u8_i8(lo, load32(x[2 * c].qs));
-      __m256i p1 = dot_u8_i8(hi, load32(x[2 * c + 1].qs));
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * static_cast<float>(sc[2 * c]) * x[2 * c].d), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                             _mm256_set1_ps(d * static_cast<float>(sc[2 * c + 1]) * x[2 * c + 1].d), acc1);
-    }
-  }
-  return hsum(_mm256_add_ps(acc0, acc1)) - mins;
-}
-
-float dot_q6_k(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ6_K*>(w);
-  const int64_t nb = cols / 256;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = f16(b[i].d);
-    for (int n = 0; n < 2; ++n, x += 4) {
-      const __m256i ql0 = load32(b[i].ql + 64 * n), ql1 = load32(b[i].ql + 64 * n + 32);
-      const __m256i qh = load32(b[i].qh + 32 * n);
-      const int8_t* s = b[i].scales + 8 * n;
-      __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4));
-      for (int k = 0; k < 4; ++k) {
-        const __m256i y = load32(x[k].qs);
-        // (q - 32) . y, per int16 pair, then weighted by the two 16-element scales.
-        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_maddubs_epi16(k32, y));
-        __m256i r = _mm256_madd_epi16(p, lane_scales(s[2 * k], s[2 * k + 1]));
-        __m256& acc = (k & 1) ? acc1 : acc0;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(d * x[k].d), acc);
-      }
-    }
-  }
-  return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-float dot_q2_k(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ2_K*>(w);
-  const int64_t nb = cols / 256;
-  __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-  const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = f16(b[i].d), dmin = f16(b[i].dmin);
-    for (int n = 0; n < 2; ++n, x += 4) {
-      const __m256i q = load32(b[i].qs + 32 * n);
-      for (int s = 0; s < 4; ++s) {
-        const int g = n * 8 + s * 2;
-        const __m256i y = load32(x[s].qs);
-        __m256i qv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), three);
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qv, y),
-                                      lane_scales(b[i].scales[g] & 0xF, b[i].scales[g + 1] & 0xF));
-        __m256i pm = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, y),
-                                       lane_scales(b[i].scales[g] >> 4, b[i].scales[g + 1] >> 4));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[s].d), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(dmin * x[s].d), accm);
-      }
-    }
-  }
-  return hsum(_mm256_sub_ps(acc, accm));
-}
-
-float dot_q3_k(const uint8_t* w, const BlockQ8A* x, int64_t cols) {
-  const auto* b = reinterpret_cast<const BlockQ3_K*>(w);
-  const int64_t nb = cols / 256;
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = f16(b[i].d);
-    int8_t sc[16];
-    q3_k_scales(b[i].scales, sc);
-    const __m256i hm = load32(b[i].hmask);
-    for (int n = 0; n < 2; ++n) {
-      const __m256i q = load32(b[i].qs + 32 * n);
-      for (int s = 0; s < 4; ++s) {
-        const int k = n * 4 + s;
-        const __m256i y = load32(x[k].qs);
-        __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), three);
-        __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, k), one), 2);
-        __m256i qv = _mm256_or_si256(lo, hb);  // q + 4 in [0, 7]
-        __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(qv, y), _mm256_maddubs_epi16(four, y));
-        __m256i r = _mm256_madd_epi16(p, lane_scales(sc[2 * k], sc[2 * k + 1]));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(r), _mm256_set1_ps(d * x[k].d), acc);
-      }
-    }
-    x += 8;
-  }
-  return hsum(acc);
-}
-
 }  // namespace
-
-VecDotQ8A vec_dot_q8a_kernel(DType t) {
-  switch (t) {
-    case DType::kQ4_0: return dot_q4_0;
-    case DType::kQ4_1: return dot_q4_1;
-    case DType::kQ5_0: return dot_q5_0;
-    case DType::kQ5_1: return dot_q5_1;
-    case DType::kQ8_0: return dot_q8_0;
-    case DType::kQ2_K: return dot_q2_k;
-    case DType::kQ3_K: return dot_q3_k;
-    case DType::kQ4_K: return dot_q4_k;
-    case DType::kQ5_K: return dot_q5_k;
-    case DType::kQ6_K: return dot_q6_k;
-    default: return nullptr;
-  }
-}
 
 float vec_dot_f16(const uint16_t* w, const float* x, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

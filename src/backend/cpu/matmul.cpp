@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "backend/cpu/dot_kernels.h"
@@ -53,35 +54,88 @@ void rows_float(const WeightView& w, const float* x, int64_t n, float* y, int64_
   }
 }
 
-// Rows [r0, r1) through the integer kernel; xq: (n, cols/32) activation blocks.
-void rows_q8a(const WeightView& w, VecDotQ8A k, const BlockQ8A* xq, int64_t n, float* y, int64_t r0,
-              int64_t r1) {
+// Rows [r0, r1) through the integer kernels; xq: (n, cols/32) activation blocks.
+// Tokens go in groups of up to 4 so each weight block is unpacked once per group.
+void rows_q8a(const WeightView& w, const DotKernelSet& ks, const BlockQ8A* xq, int64_t n, float* y,
+              int64_t r0, int64_t r1) {
   const int64_t nbx = w.cols / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = w.row(r);
-    for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = k(wr, xq + t * nbx, w.cols);
+    for (int64_t t0 = 0; t0 < n; t0 += kMaxKernelTokens) {
+      const int64_t nt = std::min<int64_t>(kMaxKernelTokens, n - t0);
+      ks.by_tokens[nt - 1](wr, xq + t0 * nbx, nbx, w.cols, y + t0 * w.rows + r, w.rows);
+    }
   }
 }
 
 bool is_float(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
 template <class ForRows>
-void run_rows(ThreadPool* pool, int64_t rows, ForRows&& body) {
+void run_rows(ThreadPool* pool, int64_t rows, ForRows&& body, int64_t grain = 8) {
   if (pool) {
-    pool->parallel_for(rows, body, 8);
+    pool->parallel_for(rows, body, grain);
   } else {
     body(0, rows);
   }
 }
 
+// Batches at least this large go through dequantized f32 tiles and sgemm: the
+// weight unpacking is then amortized over all tokens and sgemm's register blocking
+// beats per-token integer dots (measured: see bench-kernels --n).
+std::atomic<int64_t> g_gemm_min_tokens{8};
+
+void sgemm_single_threaded_once() {
+  static const bool done = [] {
+    // We parallelize over weight tiles ourselves; OpenBLAS's own threads would
+    // oversubscribe the cores.
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
+// Rows [r0, r1) as tiles: dequantize a tile of rows to f32, then one sgemm
+// y[:, tile] = x @ tile^T.
+void rows_gemm(const WeightView& w, const float* x, int64_t n, float* y, int64_t r0, int64_t r1,
+               int64_t tile_rows) {
+  thread_local std::vector<float> buf;
+  for (int64_t t0 = r0; t0 < r1; t0 += tile_rows) {
+    const int64_t tr = std::min(tile_rows, r1 - t0);
+    const float* wt;
+    if (w.dtype == DType::kF32) {
+      wt = reinterpret_cast<const float*>(w.row(t0));
+    } else {
+      if (static_cast<int64_t>(buf.size()) < tr * w.cols) buf.resize(tr * w.cols);
+      for (int64_t r = 0; r < tr; ++r) dequantize_row(w.dtype, w.row(t0 + r), buf.data() + r * w.cols, w.cols);
+      wt = buf.data();
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(tr),
+                static_cast<int>(w.cols), 1.f, x, static_cast<int>(w.cols), wt, static_cast<int>(w.cols), 0.f,
+                y + t0, static_cast<int>(w.rows));
+  }
+}
+
+void matmul_gemm(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
+  sgemm_single_threaded_once();
+  // A tile of ~256 KiB of f32 weights stays in L2 while sgemm streams x over it.
+  int64_t tile = std::clamp<int64_t>((256 << 10) / (4 * w.cols), 16, 256) / 16 * 16;
+  run_rows(pool, (w.rows + tile - 1) / tile, [&](int64_t b, int64_t e) {
+    rows_gemm(w, x, n, y, b * tile, std::min(e * tile, w.rows), tile);
+  }, 1);
+}
+
 void matmul_impl(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
   if (n <= 0 || w.rows <= 0) return;
+  if (n >= g_gemm_min_tokens.load(std::memory_order_relaxed)) {
+    matmul_gemm(w, x, n, y, pool);
+    return;
+  }
   if (is_float(w.dtype)) {
     run_rows(pool, w.rows, [&](int64_t r0, int64_t r1) { rows_float(w, x, n, y, r0, r1); });
     return;
   }
-  VecDotQ8A k = vec_dot_q8a_kernel(w.dtype);
-  if (!k) {
+  const DotKernelSet* ks = dot_kernels(w.dtype);
+  if (!ks) {
     run_rows(pool, w.rows, [&](int64_t r0, int64_t r1) { rows_dequant(w, x, n, y, r0, r1); });
     return;
   }
@@ -96,10 +150,12 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n, float* y, Threa
   } else {
     for (int64_t t = 0; t < n; ++t) quantize_q8a(x + t * w.cols, xqp + t * nbx, w.cols);
   }
-  run_rows(pool, w.rows, [&](int64_t r0, int64_t r1) { rows_q8a(w, k, xqp, n, y, r0, r1); });
+  run_rows(pool, w.rows, [&](int64_t r0, int64_t r1) { rows_q8a(w, *ks, xqp, n, y, r0, r1); });
 }
 
 }  // namespace
+
+void set_matmul_gemm_min_tokens(int64_t n) { g_gemm_min_tokens.store(n < 1 ? 1 : n); }
 
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y) {
   matmul_impl(w, x, n, y, nullptr);

@@ -28,6 +28,10 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
 // Same, single-threaded (for callers already inside a parallel region).
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y);
 
+// Tuning/benchmark knob: batches of n >= this many tokens use the dequantized-tile
+// sgemm path, smaller ones the per-row dot kernels (default 8).
+void set_matmul_gemm_min_tokens(int64_t n);
+
 // Dequantizes row `row` of w into out: (cols). Returns false without reading w when
 // row is outside [0, rows).
 bool embedding_row(const WeightView& w, int64_t row, float* out);
