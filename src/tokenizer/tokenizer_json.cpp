@@ -28,7 +28,7 @@ Status split_merge(const json& m, std::string_view* a, std::string_view* b, cons
   return error(ErrorCode::kFormatError, "model.merges: entry " + m.dump() + " is neither \"a b\" nor [a, b]");
 }
 
-Result<std::unique_ptr<Model>> make_bpe(const json& m, const PrebuiltVocab* pre) {
+Result<std::unique_ptr<Model>> make_bpe(const json& m, PrebuiltVocab* pre) {
   BpeOptions o;
   if (m.contains("unk_token") && m["unk_token"].is_string()) o.unk_token = m["unk_token"].get<std::string>();
   o.continuing_subword_prefix = json_str(m, "continuing_subword_prefix");
@@ -39,8 +39,9 @@ Result<std::unique_ptr<Model>> make_bpe(const json& m, const PrebuiltVocab* pre)
   auto bpe = std::make_unique<BpeModel>(o);
   if (pre) {
     bpe->reserve(pre->vocab.size(), pre->merges.size());
-    for (auto& [tok, id] : pre->vocab) bpe->add_token(tok, id);
-    for (auto& [a, b] : pre->merges) BALLAST_RETURN_IF_ERROR(bpe->add_merge(a, b));
+    for (auto& [tok, id] : pre->vocab) bpe->add_token(std::move(tok), id);
+    pre->vocab.clear();
+    BALLAST_RETURN_IF_ERROR(bpe->add_merges(pre->merges));
   } else {
     auto v = m.find("vocab");
     if (v == m.end() || !v->is_object()) return error(ErrorCode::kFormatError, "model.vocab: expected an object");
@@ -98,7 +99,7 @@ Status fill_vocab(M& model, const json& m, const PrebuiltVocab* pre) {
 
 }  // namespace
 
-Result<std::unique_ptr<Model>> make_model(const json& m, const PrebuiltVocab* pre) {
+Result<std::unique_ptr<Model>> make_model(const json& m, PrebuiltVocab* pre) {
   if (!m.is_object()) return error(ErrorCode::kFormatError, "model: expected an object");
   std::string type = json_str(m, "type");
   if (type.empty()) {
@@ -140,7 +141,7 @@ Result<AddedToken> parse_added_token(const json& e) {
 }
 
 Result<std::unique_ptr<Tokenizer>> build_from_json(const json& tj, const json& cfg, const std::string& source,
-                                                   const PrebuiltVocab* pre) {
+                                                   PrebuiltVocab* pre) {
   auto where = [&](const Status& st) { return Status(st.code(), source + ": " + st.message()); };
   try {
     if (!tj.is_object()) return error(ErrorCode::kFormatError, source + ": tokenizer.json is not a JSON object");

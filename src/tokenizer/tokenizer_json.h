@@ -11,9 +11,9 @@ struct PrebuiltVocab {
   std::vector<std::pair<std::string, std::string>> merges;
 };
 
-Result<std::unique_ptr<Model>> make_model(const json& m, const PrebuiltVocab* pre);
+Result<std::unique_ptr<Model>> make_model(const json& m, PrebuiltVocab* pre);
 Result<AddedToken> parse_added_token(const json& e);
 Result<std::unique_ptr<Tokenizer>> build_from_json(const json& tj, const json& cfg, const std::string& source,
-                                                   const PrebuiltVocab* pre);
+                                                   PrebuiltVocab* pre);
 
 }  // namespace ballast::tokenizer

@@ -37,6 +37,7 @@ class StringIdMap {
   void set(std::string_view key, int32_t id) {
     if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.empty() ? 16 : slots_.size() * 2);
     uint64_t h = hash_bytes(key);
+    uint64_t head = head_of(key);
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
       Slot& s = slots_[i];
@@ -45,11 +46,12 @@ class StringIdMap {
         s.len = uint32_t(key.size());
         s.hash = uint32_t(h);
         s.id = id;
+        s.head = head;
         arena_.append(key);
         ++size_;
         return;
       }
-      if (s.hash == uint32_t(h) && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), key.size()) == 0) {
+      if (same(s, key, uint32_t(h), head)) {
         s.id = id;
         return;
       }
@@ -58,12 +60,12 @@ class StringIdMap {
   std::optional<int32_t> get(std::string_view key) const {
     if (slots_.empty()) return std::nullopt;
     uint64_t h = hash_bytes(key);
+    uint64_t head = head_of(key);
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
       const Slot& s = slots_[i];
       if (s.id < 0) return std::nullopt;
-      if (s.hash == uint32_t(h) && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), key.size()) == 0)
-        return s.id;
+      if (same(s, key, uint32_t(h), head)) return s.id;
     }
   }
   size_t size() const { return size_; }
@@ -72,7 +74,17 @@ class StringIdMap {
   struct Slot {
     uint32_t off = 0, len = 0, hash = 0;
     int32_t id = -1;
+    uint64_t head = 0;  // first 8 key bytes: short keys compare without touching the arena
   };
+  static uint64_t head_of(std::string_view k) {
+    uint64_t h = 0;
+    std::memcpy(&h, k.data(), k.size() < 8 ? k.size() : 8);
+    return h;
+  }
+  bool same(const Slot& s, std::string_view key, uint32_t h, uint64_t head) const {
+    return s.hash == h && s.len == key.size() && s.head == head &&
+           (key.size() <= 8 || std::memcmp(arena_.data() + s.off + 8, key.data() + 8, key.size() - 8) == 0);
+  }
   void rehash(size_t cap) {
     std::vector<Slot> old;
     old.swap(slots_);

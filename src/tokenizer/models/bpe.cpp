@@ -2,6 +2,7 @@
 #include "tokenizer/models/bpe.h"
 
 #include <queue>
+#include <thread>
 
 #include "tokenizer/unicode.h"
 
@@ -35,6 +36,17 @@ void BpeModel::add_token(std::string_view token, int32_t id) {
   has_id_[id] = true;
 }
 
+void BpeModel::add_token(std::string&& token, int32_t id) {
+  if (id < 0) return;
+  vocab_.set(token, id);
+  if ((size_t)id >= id_to_tok_.size()) {
+    id_to_tok_.resize(id + 1);
+    has_id_.resize(id + 1, false);
+  }
+  id_to_tok_[id] = std::move(token);
+  has_id_[id] = true;
+}
+
 Status BpeModel::add_merge(std::string_view a, std::string_view b) {
   auto ia = vocab_.get(a);
   auto ib = vocab_.get(b);
@@ -49,6 +61,47 @@ Status BpeModel::add_merge(std::string_view a, std::string_view b) {
     return error(ErrorCode::kFormatError, "BPE merge \"" + std::string(a) + " " + std::string(b) + "\": result \"" +
                                               merged + "\" is not in the vocabulary");
   merges_.set(*ia, *ib, MergeInfo{n_merges_++, *inew});
+  return Status();
+}
+
+Status BpeModel::add_merges(const std::vector<std::pair<std::string, std::string>>& merges, bool lenient) {
+  const size_t n = merges.size();
+  std::vector<MergeInfo> resolved(n);
+  std::vector<int32_t> left(n);
+  const size_t plen = opts_.continuing_subword_prefix.size();
+  auto work = [&](size_t begin, size_t end) {
+    std::string buf;
+    for (size_t i = begin; i < end; ++i) {
+      const auto& [a, b] = merges[i];
+      auto ia = vocab_.get(a), ib = vocab_.get(b);
+      buf.assign(a);
+      buf.append(std::string_view(b).substr(std::min(plen, b.size())));
+      auto inew = vocab_.get(buf);
+      if (!ia || !ib || !inew) {
+        left[i] = -1;
+        continue;
+      }
+      left[i] = *ia;
+      resolved[i] = MergeInfo{*ib, *inew};  // rank field holds b's id until insertion
+    }
+  };
+  size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 8);
+  if (n < 20000) threads = 1;
+  std::vector<std::thread> pool;
+  size_t chunk = (n + threads - 1) / threads;
+  for (size_t t = 1; t < threads; ++t)
+    pool.emplace_back(work, std::min(n, t * chunk), std::min(n, (t + 1) * chunk));
+  work(0, std::min(n, chunk));
+  for (auto& th : pool) th.join();
+  merges_.reserve(merges_.size() + n);
+  for (size_t i = 0; i < n; ++i) {
+    if (left[i] < 0) {
+      if (lenient) continue;
+      BALLAST_RETURN_IF_ERROR(add_merge(merges[i].first, merges[i].second));  // produces the error
+      continue;
+    }
+    merges_.set(left[i], resolved[i].rank, MergeInfo{n_merges_++, resolved[i].new_id});
+  }
   return Status();
 }
 

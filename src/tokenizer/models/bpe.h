@@ -25,9 +25,12 @@ class BpeModel : public Model {
   explicit BpeModel(BpeOptions opts) : opts_(std::move(opts)) {}
   void reserve(size_t n_vocab, size_t n_merges);
   void add_token(std::string_view token, int32_t id);
+  void add_token(std::string&& token, int32_t id);
   // Merges must be added after the vocabulary, in rank order.
   Status add_merge(std::string_view a, std::string_view b);
-  // Merge with an explicit rank (e.g. GGUF llama.cpp-style): same as add_merge.
+  // Bulk add_merge, resolving ids on several threads. With `lenient`, merges whose
+  // tokens are missing are skipped (GGUF) instead of failing.
+  Status add_merges(const std::vector<std::pair<std::string, std::string>>& merges, bool lenient = false);
   void finalize();
 
   Status tokenize(std::string_view word, std::vector<int32_t>& out) const override;
