@@ -36,6 +36,11 @@ SEARCH_TOOL = {
 
 TOOLS = [WEATHER_TOOL, SEARCH_TOOL]
 
+# Without array/union-typed parameters: several templates (Command R+, Hermes) recurse
+# forever on JSON-schema "items" (jinja2 resolves spec.items to dict.items), so they only
+# render with flat schemas.
+SIMPLE_TOOLS = [SEARCH_TOOL]
+
 MARKER = "ZQXJ"  # appears only inside message content; must always land in a content span
 
 SPECIAL_LITERALS = (
@@ -132,3 +137,5 @@ def all_cases():
     for name, messages, use_tools in conversations():
         for agp in (True, False):
             yield f"{name}/agp={agp}", copy.deepcopy(messages), (copy.deepcopy(TOOLS) if use_tools else None), agp
+            if use_tools:
+                yield f"{name}/simple_tools/agp={agp}", copy.deepcopy(messages), copy.deepcopy(SIMPLE_TOOLS), agp
