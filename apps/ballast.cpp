@@ -1,2 +1,4 @@
-// ballast: thin main; subcommands live in src/cli/.
-int main() { return 0; }
+// ballast: thin main; commands live in src/cli/.
+#include "cli/options.h"
+
+int main(int argc, char** argv) { return ballast::cli::run(argc, argv); }

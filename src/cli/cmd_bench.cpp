@@ -1,0 +1,97 @@
+// `ballast bench`: llama-bench style prompt-processing and generation throughput plus
+// peak RSS, on the CPU engine with random valid token ids.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "cli/options.h"
+
+namespace ballast::cli {
+
+namespace {
+
+struct BenchArgs {
+  runtime::RuntimeOptions rt;
+  std::string log_format = "human";
+  int64_t p = 512, n = 128;
+  int reps = 2;
+  bool json = false;
+};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int run_bench(BenchArgs& a) {
+  if (!apply_log_format(a.log_format)) return 2;
+  if (a.p < 0 || a.n < 0 || a.reps < 1) return fail(error(ErrorCode::kInvalidArgument, "-p, -n must be >= 0 and -r >= 1"));
+  a.rt.quiet = true;
+  auto rtr = runtime::load_runtime(a.rt);
+  if (!rtr.ok()) return fail(rtr.status());
+  auto& rt = *rtr.value();
+  auto& m = rt.model();
+  std::vector<int32_t> valid_ids;
+  for (int64_t i = 0; i < static_cast<int64_t>(rt.audit.valid->size()); ++i)
+    if ((*rt.audit.valid)[i]) valid_ids.push_back(static_cast<int32_t>(i));
+  std::mt19937 rng(42);
+  auto rand_id = [&] { return valid_ids[rng() % valid_ids.size()]; };
+  engine::KvCache kv(m.kv_shape(), engine::KvCache::blocks_for(a.p + a.n + 1) + 1);
+  std::vector<float> logits;
+  double pp_best = 0, tg_best = 0;
+  for (int r = 0; r < a.reps + 1; ++r) {  // first round warms up
+    kv.release(0);
+    if (a.p > 0) {
+      model::Batch b;
+      for (int64_t i = 0; i < a.p; ++i) b.add(rand_id(), static_cast<int32_t>(i), 0, i + 1 == a.p);
+      double t0 = now_s();
+      Status st = m.forward(b, kv, logits, {});
+      if (!st.ok()) return fail(st);
+      double tps = a.p / (now_s() - t0);
+      if (r > 0) pp_best = std::max(pp_best, tps);
+    }
+    if (a.n > 0) {
+      double t0 = now_s();
+      for (int64_t i = 0; i < a.n; ++i) {
+        model::Batch b;
+        b.add(rand_id(), static_cast<int32_t>(a.p + i), 0, true);
+        Status st = m.forward(b, kv, logits, {});
+        if (!st.ok()) return fail(st);
+      }
+      double tps = a.n / (now_s() - t0);
+      if (r > 0) tg_best = std::max(tg_best, tps);
+    }
+  }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss_mib = ru.ru_maxrss / 1024.0;
+  const auto& c = m.config();
+  if (a.json) {
+    nlohmann::json j{{"model", a.rt.model}, {"arch", c.source_arch}, {"threads", rt.pool->size()},
+                     {"pp", a.p}, {"pp_tok_s", pp_best}, {"tg", a.n}, {"tg_tok_s", tg_best}, {"peak_rss_mib", rss_mib}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  std::printf("| model | arch | threads | test | t/s |\n|---|---|---|---|---|\n");
+  if (a.p > 0) std::printf("| %s | %s | %d | pp%lld | %.2f |\n", a.rt.model.c_str(), c.source_arch.c_str(), rt.pool->size(), (long long)a.p, pp_best);
+  if (a.n > 0) std::printf("| %s | %s | %d | tg%lld | %.2f |\n", a.rt.model.c_str(), c.source_arch.c_str(), rt.pool->size(), (long long)a.n, tg_best);
+  std::printf("peak RSS: %.1f MiB\n", rss_mib);
+  return 0;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app, Options& o) {
+  auto* a = new BenchArgs();
+  auto* c = app.add_subcommand("bench", "prompt-processing / generation tokens per second and peak RSS");
+  add_runtime_options(c, o, a->rt, a->log_format);
+  c->add_option("-p,--n-prompt", a->p, "prompt tokens processed as one batch");
+  c->add_option("-n,--n-gen", a->n, "tokens generated one at a time");
+  c->add_option("-r,--repetitions", a->reps, "timed repetitions (best is reported), after one warm-up");
+  c->add_flag("--json", a->json, "one JSON object");
+  on_run(c, [a] { return run_bench(*a); });
+}
+
+}  // namespace ballast::cli

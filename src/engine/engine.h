@@ -1,0 +1,94 @@
+// The step loop: scheduler + model + KV cache + samplers. Driven by one thread (the
+// CLI's, or the server's engine thread); requests come and go between steps.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/kv_cache.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+
+namespace ballast::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kError, kCancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;        // validated ids
+  SamplingParams sampling;
+  int64_t max_tokens = 16;
+  bool ignore_eos = false;
+  std::set<int32_t> stop_ids;         // eos ids + client stop_token_ids (validated)
+};
+
+// One generated token, delivered to the request's callback on the engine thread.
+struct TokenEvent {
+  int32_t id = -1;
+  SampleResult sample;
+  FinishReason finish = FinishReason::kNone;  // set on the last event
+  Status status;                              // error when finish == kError
+};
+
+struct EngineOptions {
+  SchedulerLimits limits;
+  int64_t ctx_size = 4096;        // max tokens per sequence (prompt + generated)
+  int64_t kv_blocks = 0;          // 0: ctx_size * max_batch worth
+  model::ForwardOptions forward;
+};
+
+class Engine {
+ public:
+  using Callback = std::function<void(const TokenEvent&)>;
+  Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> valid, EngineOptions opts);
+
+  // Thread-safe. Returns the request id, or kResourceExhausted when the queue is full.
+  Result<uint64_t> submit(GenerationRequest req, Callback cb);
+  // Thread-safe; the request ends with FinishReason::kCancelled at the next step.
+  void cancel(uint64_t id);
+  // Runs one step; false when there was nothing to do.
+  bool step();
+  bool idle() const;
+
+  size_t waiting() const;
+  size_t running() const;
+  const KvCache& kv() const { return kv_; }
+  const EngineOptions& options() const { return opts_; }
+
+ private:
+  struct Active {
+    GenerationRequest req;
+    Callback cb;
+    Sampler sampler;
+    std::vector<int32_t> tokens;  // prompt + generated
+    int64_t computed = 0;
+    int64_t n_generated = 0;
+    int32_t seq = 0;
+  };
+  void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
+  void drain_inbox();
+
+  model::Model& model_;
+  std::shared_ptr<const std::vector<uint8_t>> valid_;
+  EngineOptions opts_;
+  KvCache kv_;
+  Scheduler sched_;
+  std::map<uint64_t, std::unique_ptr<Active>> active_;
+  int32_t next_seq_ = 0;
+
+  mutable std::mutex mu_;  // guards inbox_, cancels_, next_id_, counters
+  std::vector<std::pair<uint64_t, std::unique_ptr<Active>>> inbox_;
+  std::set<uint64_t> cancels_;
+  uint64_t next_id_ = 1;
+  std::atomic<size_t> n_waiting_{0}, n_running_{0};
+};
+
+}  // namespace ballast::engine

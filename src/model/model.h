@@ -1,0 +1,60 @@
+// The model interface every architecture implements, and the batch it consumes.
+// A batch holds tokens of several sequences (prefill chunks and decode steps mixed).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "engine/kv_cache.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace ballast::model {
+
+struct Batch {
+  std::vector<int32_t> tokens;       // (n_tokens,)
+  std::vector<int32_t> positions;    // (n_tokens,) absolute position in its sequence
+  std::vector<int32_t> seqs;         // (n_tokens,) KV cache sequence id
+  std::vector<uint8_t> want_logits;  // (n_tokens,) 1: return this token's logits
+  void add(int32_t tok, int32_t pos, int32_t seq, bool logits) {
+    tokens.push_back(tok);
+    positions.push_back(pos);
+    seqs.push_back(seq);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  size_t size() const { return tokens.size(); }
+};
+
+struct ForwardOptions {
+  bool check_numerics = false;  // check every layer's output; name the first non-finite one
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual const WeightSet& weights() const = 0;
+  virtual int64_t embedding_rows() const = 0;
+  virtual int64_t head_rows() const = 0;   // logits per token (== embedding rows when tied)
+  virtual bool tied() const = 0;
+  engine::KvShape kv_shape() const {
+    const auto& c = config();
+    return {c.n_layers, c.n_kv_heads, c.head_dim};
+  }
+  // Runs the batch; logits: (number of want_logits tokens, head_rows()) in batch order.
+  // Every token id is bounds-checked against the embedding (kInvalidTokenId, never read).
+  virtual Status forward(const Batch& batch, engine::KvCache& kv, std::vector<float>& logits,
+                         const ForwardOptions& opts) = 0;
+  // Grows embedding/head to `rows` rows with the mean of existing rows (--resize-embeddings).
+  virtual Status resize_embeddings(int64_t rows) = 0;
+  ThreadPool& pool() { return *pool_; }
+  void set_pool(std::shared_ptr<ThreadPool> p) { pool_ = std::move(p); }
+
+ protected:
+  std::shared_ptr<ThreadPool> pool_;
+};
+
+}  // namespace ballast::model
