@@ -3,5 +3,4 @@
 
 namespace ballast::cli {
 void add_serve(CLI::App& app, Options& o) { (void)app; (void)o; }
-void add_chat(CLI::App& app, Options& o) { (void)app; (void)o; }
 }  // namespace ballast::cli
