@@ -14,6 +14,20 @@ constexpr const char* kSpaceSet = "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\
 
 constexpr const char* kWordSet = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
 
+struct ClassFixup {
+  const char* name;
+  const char* extra;
+};
+constexpr ClassFixup kClassFixups[] = {
+#include "tokenizer/unicode_fixups.inc"
+};
+
+const char* class_fixup(std::string_view name) {
+  for (auto& f : kClassFixups)
+    if (name == f.name) return f.extra;
+  return nullptr;
+}
+
 std::string rewrite_for_pcre2(const std::string& p) {
   std::string out;
   out.reserve(p.size() + 64);
@@ -27,6 +41,18 @@ std::string rewrite_for_pcre2(const std::string& p) {
         else out += std::string("[") + kSpaceSet + "]";
       } else if (n == 'S' && !in_class) {
         out += std::string("[^") + kSpaceSet + "]";
+      } else if ((n == 'p' || (n == 'P' && !in_class)) && i + 2 < p.size() && p[i + 2] == '{' &&
+                 p.find('}', i + 3) != std::string::npos) {
+        // \p{X}: add code points PCRE2's older Unicode tables leave unassigned.
+        size_t close = p.find('}', i + 3);
+        std::string name = p.substr(i + 3, close - i - 3);
+        const char* extra = class_fixup(name);
+        std::string cls = "\\p{" + name + "}";
+        if (!extra || !*extra) out += p.substr(i, close - i + 1);
+        else if (in_class) out += cls + extra;
+        else out += (n == 'P' ? "[^" : "[") + cls + extra + "]";
+        i = close;
+        continue;
       } else if (n == 'w') {
         // Oniguruma's \w: letters, marks, decimal digits, connector punctuation.
         if (in_class) out += kWordSet;
