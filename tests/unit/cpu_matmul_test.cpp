@@ -74,6 +74,7 @@ class MatmulAllTypes : public ::testing::TestWithParam<DType> {};
 TEST_P(MatmulAllTypes, DecodeSingleToken) { check(GetParam(), 37, 512, 1, 2); }
 TEST_P(MatmulAllTypes, FewTokens) { check(GetParam(), 45, 768, 5, 2); }
 TEST_P(MatmulAllTypes, Serial) { check(GetParam(), 19, 256, 3, 0); }
+TEST_P(MatmulAllTypes, MidBatch) { check(GetParam(), 70, 512, 17, 2); }
 TEST_P(MatmulAllTypes, PrefillBatch) { check(GetParam(), 70, 512, 40, 2); }
 TEST_P(MatmulAllTypes, LargePrefillBatch) { check(GetParam(), 130, 1024, 129, 2); }
 
@@ -86,7 +87,7 @@ TEST_P(MatmulAllTypes, IntegerKernelsAllGroupSizes) {
     for (int64_t n : {1, 2, 3, 4, 6, 9}) check(GetParam(), 21, 512, n, 2);
   }
   set_dot_kernels_avx2_only(false);
-  set_matmul_gemm_min_tokens(8);
+  set_matmul_gemm_min_tokens(0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, MatmulAllTypes, ::testing::ValuesIn(kAllDTypes),

@@ -1,5 +1,6 @@
 // Hidden subcommand `ballast bench-kernels`: decode matvec throughput (GB/s of weight
 // bytes streamed) per dtype and shape, with 1 and N threads.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/dot_kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/quant.h"
 #include "core/thread_pool.h"
@@ -53,18 +55,23 @@ void fill_random(DType t, uint8_t* data, size_t bytes, std::mt19937& rng) {
   }
 }
 
-double bench_one(const WeightView& w, const std::vector<float>& x, std::vector<float>& y, int64_t n,
-                 ThreadPool& pool, double min_seconds) {
+// Per-call times (seconds) over at least min_seconds; the machine may be shared, so
+// callers report the best and the median.
+std::vector<double> bench_one(const WeightView& w, const std::vector<float>& x, std::vector<float>& y,
+                              int64_t n, ThreadPool& pool, double min_seconds) {
   matmul(w, x.data(), n, y.data(), pool);  // warm-up
-  int iters = 0;
+  std::vector<double> times;
   auto start = std::chrono::steady_clock::now();
   double elapsed = 0;
   do {
+    auto t0 = std::chrono::steady_clock::now();
     matmul(w, x.data(), n, y.data(), pool);
-    ++iters;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  } while (elapsed < min_seconds);
-  return elapsed / iters;
+    auto t1 = std::chrono::steady_clock::now();
+    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    elapsed = std::chrono::duration<double>(t1 - start).count();
+  } while (elapsed < min_seconds || times.size() < 3);
+  std::sort(times.begin(), times.end());
+  return times;
 }
 
 bool parse_type(const std::string& s, DType* t) {
@@ -78,7 +85,7 @@ bool parse_type(const std::string& s, DType* t) {
 }  // namespace
 
 // Options: --types Q4_1,Q8_0,...  --threads 1,2  --n TOKENS (default 1)  --seconds S
-//          --gemm-min N (tokens from which the sgemm path is used)
+//          --gemm-min N (tokens from which the sgemm path is used)  --avx2-only 1
 //          --shapes 576x1536,2048x2048,262144x640
 int cpu_bench_main(int argc, char** argv) {
   std::vector<DType> types = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
@@ -117,6 +124,8 @@ int cpu_bench_main(int argc, char** argv) {
       n_tok = std::stoll(v);
     } else if (k == "--gemm-min") {
       set_matmul_gemm_min_tokens(std::stoll(v));
+    } else if (k == "--avx2-only") {
+      set_dot_kernels_avx2_only(v == "1");
     } else if (k == "--seconds") {
       seconds = std::stod(v);
     } else {
@@ -125,7 +134,8 @@ int cpu_bench_main(int argc, char** argv) {
     }
   }
   std::mt19937 rng(42);
-  std::printf("%-6s %-12s %4s %8s %10s %9s %9s\n", "dtype", "shape", "thr", "n", "MiB", "ms", "GB/s");
+  std::printf("%-6s %-13s %3s %4s %9s %9s %9s %8s %8s\n", "dtype", "shape", "thr", "n", "MiB", "best_ms",
+              "med_ms", "GB/s", "med_GB/s");
   for (auto [rows, cols] : shapes) {
     std::vector<float> x(n_tok * cols), y(n_tok * rows);
     for (auto& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
@@ -137,9 +147,11 @@ int cpu_bench_main(int argc, char** argv) {
       w.data = data.data();
       for (int th : threads) {
         ThreadPool pool(th);
-        double s = bench_one(w, x, y, n_tok, pool, seconds);
-        std::printf("%-6s %5ldx%-6ld %4d %8ld %10.1f %9.3f %9.2f\n", dtype_name(t), (long)rows, (long)cols, th,
-                    (long)n_tok, bytes / 1048576.0, s * 1e3, bytes / s / 1e9);
+        auto times = bench_one(w, x, y, n_tok, pool, seconds);
+        const double best = times.front(), med = times[times.size() / 2];
+        std::printf("%-6s %6ldx%-6ld %3d %4ld %9.1f %9.3f %9.3f %8.2f %8.2f\n", dtype_name(t), (long)rows,
+                    (long)cols, th, (long)n_tok, bytes / 1048576.0, best * 1e3, med * 1e3, bytes / best / 1e9,
+                    bytes / med / 1e9);
         std::fflush(stdout);
       }
     }

@@ -79,10 +79,21 @@ void run_rows(ThreadPool* pool, int64_t rows, ForRows&& body, int64_t grain = 8)
   }
 }
 
-// Batches at least this large go through dequantized f32 tiles and sgemm: the
-// weight unpacking is then amortized over all tokens and sgemm's register blocking
-// beats per-token integer dots (measured: see bench-kernels --n).
-std::atomic<int64_t> g_gemm_min_tokens{8};
+// Batches of at least this many tokens go through dequantized f32 tiles and sgemm;
+// smaller ones through per-row dots (integer kernels reuse each unpacked weight block
+// for up to 4 tokens). Crossovers measured with bench-kernels --n on AVX2/VNNI:
+// quantized ~16-32 tokens, f16/bf16 ~3, f32 2. 0 = these defaults.
+std::atomic<int64_t> g_gemm_min_tokens{0};
+
+int64_t gemm_min_tokens(DType t) {
+  const int64_t forced = g_gemm_min_tokens.load(std::memory_order_relaxed);
+  if (forced > 0) return forced;
+  switch (t) {
+    case DType::kF32: return 2;
+    case DType::kF16: case DType::kBF16: return 3;
+    default: return 24;
+  }
+}
 
 void sgemm_single_threaded_once() {
   static const bool done = [] {
@@ -126,7 +137,7 @@ void matmul_gemm(const WeightView& w, const float* x, int64_t n, float* y, Threa
 
 void matmul_impl(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
   if (n <= 0 || w.rows <= 0) return;
-  if (n >= g_gemm_min_tokens.load(std::memory_order_relaxed)) {
+  if (n >= gemm_min_tokens(w.dtype)) {
     matmul_gemm(w, x, n, y, pool);
     return;
   }
@@ -155,7 +166,7 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n, float* y, Threa
 
 }  // namespace
 
-void set_matmul_gemm_min_tokens(int64_t n) { g_gemm_min_tokens.store(n < 1 ? 1 : n); }
+void set_matmul_gemm_min_tokens(int64_t n) { g_gemm_min_tokens.store(n < 0 ? 0 : n); }
 
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y) {
   matmul_impl(w, x, n, y, nullptr);

@@ -29,7 +29,8 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y);
 
 // Tuning/benchmark knob: batches of n >= this many tokens use the dequantized-tile
-// sgemm path, smaller ones the per-row dot kernels (default 8).
+// sgemm path, smaller ones the per-row dot kernels. 0 restores the per-dtype
+// defaults (f32: 2, f16/bf16: 3, quantized: 24).
 void set_matmul_gemm_min_tokens(int64_t n);
 
 // Dequantizes row `row` of w into out: (cols). Returns false without reading w when
