@@ -56,7 +56,7 @@ else:
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
 load = time.perf_counter() - t0
-text = open(path, encoding="utf-8").read()
+text = open(path, encoding="utf-8", newline="").read()
 import re
 lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
 best = 1e9
