@@ -3,6 +3,7 @@
 #include "backend/cpu/matmul.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,13 +55,26 @@ void rows_float(const WeightView& w, const float* x, int64_t n, float* y, int64_
   }
 }
 
+// Software prefetch of the bytes kPrefetchBytes past the current row (bounded by the
+// rows left in this chunk): narrow rows (e.g. 640 columns of a 262144-row LM head)
+// otherwise stall on DRAM latency, as the hardware prefetcher does not run far enough.
+constexpr size_t kPrefetchBytes = 4096;
+inline void prefetch_ahead(const uint8_t* row, size_t row_bytes, int64_t rows_left) {
+  const size_t limit = std::min<size_t>(kPrefetchBytes + row_bytes, row_bytes * static_cast<size_t>(rows_left));
+  for (size_t off = kPrefetchBytes; off < limit && off < kPrefetchBytes + row_bytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + off), _MM_HINT_T0);
+  }
+}
+
 // Rows [r0, r1) through the integer kernels; xq: (n, cols/32) activation blocks.
 // Tokens go in groups of up to 4 so each weight block is unpacked once per group.
 void rows_q8a(const WeightView& w, const DotKernelSet& ks, const BlockQ8A* xq, int64_t n, float* y,
               int64_t r0, int64_t r1) {
   const int64_t nbx = w.cols / 32;
+  const size_t rb = w.row_bytes();
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = w.row(r);
+    prefetch_ahead(wr, rb, r1 - r);
     for (int64_t t0 = 0; t0 < n; t0 += kMaxKernelTokens) {
       const int64_t nt = std::min<int64_t>(kMaxKernelTokens, n - t0);
       ks.by_tokens[nt - 1](wr, xq + t0 * nbx, nbx, w.cols, y + t0 * w.rows + r, w.rows);
