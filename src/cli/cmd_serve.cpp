@@ -1,6 +1,141 @@
-// `ballast serve`: placeholder until the HTTP server lands; runs the chat loop.
+// `ballast serve`: the OpenAI-compatible HTTP server. Listens first (/health answers
+// 503 while the model loads), then serves until SIGTERM/SIGINT, drains, exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
 #include "cli/options.h"
+#include "core/log.h"
+#include "server/server.h"
 
 namespace ballast::cli {
-void add_serve(CLI::App& app, Options& o) { (void)app; (void)o; }
+
+namespace {
+
+struct ServeArgs {
+  runtime::RuntimeOptions rt;
+  std::string log_format = "human";
+  server::ServerConfig cfg;
+  std::string api_key_file;
+  int64_t max_body_bytes = 8 << 20;
+};
+
+std::mutex g_mu;
+std::condition_variable g_cv;
+bool g_stop = false;
+
+Status read_key_file(const std::string& path, std::string& key) {
+  std::ifstream in(path);
+  if (!in) return error(ErrorCode::kIoError, "--api-key-file " + path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  key = ss.str();
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  size_t b = 0;
+  while (b < key.size() && std::isspace(static_cast<unsigned char>(key[b]))) ++b;
+  key = key.substr(b);
+  if (key.empty()) return error(ErrorCode::kInvalidArgument, "--api-key-file " + path + ": the file is empty");
+  return Status();
+}
+
+int run_serve(ServeArgs& a) {
+  if (!apply_log_format(a.log_format)) return 2;
+  auto& cfg = a.cfg;
+  if (!cfg.api_key.empty() && !a.api_key_file.empty())
+    return fail(error(ErrorCode::kInvalidArgument, "give at most one of --api-key and --api-key-file"));
+  if (!a.api_key_file.empty()) {
+    Status st = read_key_file(a.api_key_file, cfg.api_key);
+    if (!st.ok()) return fail(st);
+  }
+  if (cfg.port < 0 || cfg.port > 65535) return fail(error(ErrorCode::kInvalidArgument, "--port must be in [0, 65535]"));
+  if (cfg.max_batch < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-batch must be >= 1"));
+  if (cfg.max_queue < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-queue must be >= 1"));
+  if (cfg.ctx_size < 0) return fail(error(ErrorCode::kInvalidArgument, "--ctx-size must be >= 0"));
+  if (a.max_body_bytes < 1024) return fail(error(ErrorCode::kInvalidArgument, "--max-body-bytes must be >= 1024"));
+  cfg.max_body_bytes = static_cast<size_t>(a.max_body_bytes);
+  if (a.rt.model.empty()) return fail(error(ErrorCode::kInvalidArgument, "option --model is required"));
+  if (cfg.api_key.empty() && cfg.host != "127.0.0.1" && cfg.host != "localhost" && cfg.host != "::1")
+    log::warn("server.no_api_key", "listening on " + cfg.host + " without an API key: anyone who can reach it can use it");
+
+  // Signals go to one thread; every other thread (HTTP, engine, pool) has them blocked.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  std::thread([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    {
+      std::lock_guard<std::mutex> lk(g_mu);
+      g_stop = true;
+    }
+    g_cv.notify_all();
+    sigwait(&set, &sig);  // a second signal: stop now
+    log::warn("server.forced_exit", "second signal: exiting without waiting for requests");
+    std::_Exit(1);
+  }).detach();
+
+  auto* srv = new server::Server(cfg);  // lives until the process exits (detached threads use it)
+  Status st = srv->listen();
+  if (!st.ok()) return fail(st);
+  std::thread loader([&] {
+    Status ls = srv->load(a.rt);
+    if (!ls.ok()) {
+      fail(ls);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+  });
+  {
+    std::unique_lock<std::mutex> lk(g_mu);
+    g_cv.wait(lk, [] { return g_stop; });
+  }
+  if (!srv->ready) {
+    log::info("server.stopped", "stopped while loading");
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  loader.join();
+  srv->drain();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app, Options& o) {
+  auto* a = new ServeArgs();
+  auto* c = app.add_subcommand("serve", "serve the model over an OpenAI-compatible HTTP API");
+  add_runtime_options(c, o, a->rt, a->log_format);
+  auto& cfg = a->cfg;
+  o.add(c, "--host", cfg.host, "address to listen on (loopback by default)");
+  o.add(c, "--port", cfg.port, "TCP port (0: any free port)");
+  // Not in the options registry: `ballast config` must not print the key.
+  c->add_option("--api-key", cfg.api_key, "require 'Authorization: Bearer KEY' on every route but /health  [env BALLAST_API_KEY]")
+      ->envname("BALLAST_API_KEY");
+  o.add(c, "--api-key-file", a->api_key_file, "read the API key from this file");
+  o.add(c, "--ctx-size", cfg.ctx_size, "context size in tokens per sequence (0: the model's, at most 4096)");
+  o.add(c, "--max-batch", cfg.max_batch, "sequences generated together in one step");
+  o.add(c, "--max-queue", cfg.max_queue, "sequences waiting for a batch slot before requests get 429");
+  o.add(c, "--token-budget", cfg.token_budget, "tokens computed per step (prefill chunk size)");
+  o.add(c, "--served-model-name", cfg.served_model_name, "model name(s) clients use, comma-separated (default: file name)");
+  o.add(c, "--max-body-bytes", a->max_body_bytes, "largest accepted request body (413 beyond)");
+  o.add_flag(c, "--allow-special-in-content", cfg.allow_special_in_content,
+             "let message content produce control tokens (unsafe; the old behaviour)");
+  o.add(c, "--drain-timeout", cfg.drain_timeout_s, "seconds to let in-flight requests finish after SIGTERM");
+  o.add(c, "--max-n", cfg.max_n, "largest accepted 'n' (choices per request)");
+  on_run(c, [a] { return run_serve(*a); });
+}
+
 }  // namespace ballast::cli

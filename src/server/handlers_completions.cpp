@@ -1,0 +1,177 @@
+// POST /v1/completions: prompts (text, ids, lists of either) -> text_completion objects,
+// streamed as server-sent events or returned whole.
+#include <chrono>
+
+#include "server/server.h"
+#include "server/sse.h"
+#include "vocab/audit.h"
+
+namespace ballast::server {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Legacy completions logprobs: parallel arrays plus text offsets.
+struct LegacyLogprobs {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
+  size_t offset = 0;
+  void add(const tokenizer::Tokenizer& tok, const std::vector<TokenLogprob>& lps) {
+    for (const auto& lp : lps) {
+      std::string t = token_text(tok, lp.id);
+      tokens.push_back(t);
+      token_logprobs.push_back(lp.logprob);
+      json m = json::object();
+      for (const auto& [id, v] : lp.top) m[token_text(tok, id)] = v;
+      top.push_back(m);
+      offsets.push_back(offset);
+      offset += t.size();
+    }
+  }
+  json to_json() const {
+    return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+  }
+};
+
+json usage_json(int64_t prompt, int64_t completion, int64_t truncated) {
+  json u = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  if (truncated > 0) u["truncated_prompt_tokens"] = truncated;
+  return u;
+}
+
+}  // namespace
+
+void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
+  const auto arrival = std::chrono::steady_clock::now();
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const std::exception& e) {
+    return send_error(res, bad_request(std::string("request body is not valid JSON: ") + e.what()));
+  }
+  auto p = std::make_shared<CompletionParams>();
+  if (auto e = parse_completion_request(body, *p, s.limits)) return send_error(res, *e);
+  if (auto e = check_model(s, p->model)) return send_error(res, *e);
+  std::vector<std::vector<int32_t>> ids;
+  for (const auto& pr : p->prompts) {
+    if (pr.is_ids) {
+      Status st = vocab::validate_ids(pr.ids, s.rt->audit, "prompt");
+      if (!st.ok()) return send_error(res, from_status(st, "prompt"));
+      std::vector<int32_t> v;
+      for (const auto& x : pr.ids) v.push_back(static_cast<int32_t>(x.get<int64_t>()));
+      ids.push_back(std::move(v));
+    } else {
+      auto r = s.prompts->encode_text(pr.text, true);
+      if (!r.ok()) return send_error(res, from_status(r.status(), "prompt"));
+      ids.push_back(std::move(r.value()));
+    }
+  }
+  PreparedRequest prep;
+  if (auto e = prepare_request(s, *p, std::move(ids), false, prep)) return send_error(res, *e);
+  // Echo text per prompt: the prompt as given, or the decoded ids.
+  std::vector<std::string> echo(prep.prompts.size());
+  if (p->echo)
+    for (size_t i = 0; i < prep.prompts.size(); ++i) {
+      if (!p->prompts[i].is_ids && prep.truncated_tokens == 0) echo[i] = p->prompts[i].text;
+      else if (auto d = s.rt->tok->decode(prep.prompts[i], false); d.ok()) echo[i] = d.value();
+    }
+  const size_t n_choices = prep.seqs.size();
+  const int64_t n_per_prompt = p->n;
+  auto gen = std::make_shared<Generation>(*s.loop, s.metrics, *s.rt->tok,
+                                          GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs}, arrival);
+  if (auto e = gen->submit(std::move(prep.seqs))) return send_error(res, *e);
+  const std::string id = new_request_id("cmpl-");
+  const std::string model = p->model.empty() ? s.model_names.front() : p->model;
+  const int64_t created = unix_now();
+  const tokenizer::Tokenizer& tok = *s.rt->tok;
+
+  if (!p->stream) {
+    std::vector<std::string> text(n_choices);
+    std::vector<std::string> finish(n_choices);
+    std::vector<LegacyLogprobs> lps(n_choices);
+    for (size_t c = 0; c < n_choices; ++c) {
+      text[c] = echo[c / n_per_prompt];
+      lps[c].offset = text[c].size();
+    }
+    auto err = gen->run(
+        [&](const ChoiceDelta& d) {
+          text[d.index] += d.text;
+          if (p->logprobs) lps[d.index].add(tok, d.logprobs);
+          if (!d.finish_reason.empty()) finish[d.index] = d.finish_reason;
+          return true;
+        },
+        req.client_gone);
+    if (err) return send_error(res, *err);
+    json choices = json::array();
+    for (size_t c = 0; c < n_choices; ++c)
+      choices.push_back({{"index", c},
+                         {"text", text[c]},
+                         {"logprobs", p->logprobs ? lps[c].to_json() : json()},
+                         {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
+    s.metrics.request_duration.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+    return send_json(res, {{"id", id},
+                           {"object", "text_completion"},
+                           {"created", created},
+                           {"model", model},
+                           {"system_fingerprint", nullptr},
+                           {"choices", choices},
+                           {"usage", usage_json(prep.prompt_tokens, gen->completion_tokens(), prep.truncated_tokens)}});
+  }
+
+  res.content_type = "text/event-stream";
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  res.headers.emplace_back("X-Accel-Buffering", "no");
+  res.stream = [&s, p, gen, id, model, created, echo, n_choices, n_per_prompt, &tok, arrival,
+                prompt_tokens = prep.prompt_tokens, truncated = prep.truncated_tokens](StreamSink& sink) {
+    auto chunk = [&](size_t index, const std::string& text, const json& logprobs, const std::string& finish) {
+      json j = {{"id", id},
+                {"object", "text_completion"},
+                {"created", created},
+                {"model", model},
+                {"system_fingerprint", nullptr},
+                {"choices", json::array({{{"index", index},
+                                          {"text", text},
+                                          {"logprobs", logprobs},
+                                          {"finish_reason", finish.empty() ? json() : json(finish)}}})}};
+      if (p->include_usage) j["usage"] = nullptr;
+      return sink.write(sse_event(j));
+    };
+    std::vector<size_t> offsets(n_choices, 0);
+    if (p->echo)
+      for (size_t c = 0; c < n_choices; ++c) {
+        offsets[c] = echo[c / n_per_prompt].size();
+        if (!chunk(c, echo[c / n_per_prompt], json(), "")) return gen->cancel_all();
+      }
+    auto err = gen->run(
+        [&](const ChoiceDelta& d) {
+          json lp;
+          if (p->logprobs) {
+            LegacyLogprobs l;
+            l.offset = offsets[d.index];
+            l.add(tok, d.logprobs);
+            offsets[d.index] = l.offset;
+            lp = l.to_json();
+          }
+          return chunk(d.index, d.text, lp, d.finish_reason);
+        },
+        [&] { return sink.client_gone(); });
+    if (err) {
+      sink.write(sse_event(err->to_json()));
+      sink.write(sse_done());
+      return;
+    }
+    if (sink.client_gone()) return;
+    if (p->include_usage) {
+      json u = {{"id", id},         {"object", "text_completion"}, {"created", created},
+                {"model", model},   {"system_fingerprint", nullptr}, {"choices", json::array()},
+                {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
+      sink.write(sse_event(u));
+    }
+    sink.write(sse_done());
+    s.metrics.request_duration.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+  };
+}
+
+}  // namespace ballast::server

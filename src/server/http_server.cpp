@@ -1,0 +1,373 @@
+// HTTP/1.1 transport: sockets, request parsing, keep-alive, chunked streaming.
+// Deliberately small: the server speaks JSON and server-sent events to API clients.
+#include "server/http_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace ballast::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t\r");
+  return b == std::string_view::npos ? std::string() : std::string(s.substr(b, e - b + 1));
+}
+
+bool send_all(int fd, std::string_view data, int timeout_ms = 30000) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      pollfd p{fd, POLLOUT, 0};
+      int r = ::poll(&p, 1, timeout_ms);
+      if (r <= 0 || (p.revents & (POLLERR | POLLHUP))) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+bool peer_closed(int fd) {
+  pollfd p{fd, static_cast<short>(POLLIN | POLLRDHUP), 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
+  if (p.revents & POLLIN) {
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+  return false;
+}
+
+std::string head(int status, const std::string& content_type, const HttpResponse& res, bool keep_alive,
+                 const std::string& length_header) {
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
+  if (!content_type.empty()) h += "Content-Type: " + content_type + "\r\n";
+  h += length_header;
+  for (const auto& [k, v] : res.headers) h += k + ": " + v + "\r\n";
+  h += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+  return h;
+}
+
+class ChunkedSink : public StreamSink {
+ public:
+  explicit ChunkedSink(int fd) : fd_(fd) {}
+  bool write(std::string_view data) override {
+    if (failed_) return false;
+    if (data.empty()) return true;
+    char hex[24];
+    std::snprintf(hex, sizeof hex, "%zx\r\n", data.size());
+    std::string out = hex;
+    out.append(data);
+    out += "\r\n";
+    if (!send_all(fd_, out)) failed_ = true;
+    return !failed_;
+  }
+  bool client_gone() override {
+    if (!failed_ && peer_closed(fd_)) failed_ = true;
+    return failed_;
+  }
+  bool finish() { return !failed_ && send_all(fd_, "0\r\n\r\n"); }
+  bool failed() const { return failed_; }
+
+ private:
+  int fd_;
+  bool failed_ = false;
+};
+
+// Buffered reader over one connection.
+class Reader {
+ public:
+  Reader(int fd, const std::atomic<bool>& closing) : fd_(fd), closing_(closing) {}
+  std::string buf;
+  // Reads more bytes. idle: no request under way (gives up at shutdown). 1 ok, 0 EOF, -1 timeout/error.
+  int more(Clock::time_point deadline, bool idle) {
+    while (true) {
+      if (idle && closing_) return -1;
+      if (Clock::now() >= deadline) return -1;
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, 200);
+      if (r < 0 && errno != EINTR) return -1;
+      if (r <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n == 0) return 0;
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return -1;
+      }
+      buf.append(tmp, static_cast<size_t>(n));
+      return 1;
+    }
+  }
+
+ private:
+  int fd_;
+  const std::atomic<bool>& closing_;
+};
+
+enum class ParseResult { kOk, kClosed, kError };
+
+}  // namespace
+
+const std::string* HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+HttpServer::HttpServer(HttpServerOptions opts) : opts_(std::move(opts)) {}
+
+HttpServer::~HttpServer() {
+  stop_accepting();
+  if (accept_thread_.joinable()) accept_thread_.join();
+}
+
+void HttpServer::route(const std::string& method, const std::string& path, HttpHandler h) {
+  routes_[{method, path}] = std::move(h);
+}
+
+bool HttpServer::bind(const std::string& host, int port, std::string& err) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) {
+    err = "cannot resolve --host " + host + ": " + gai_strerror(rc);
+    return false;
+  }
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 1024) == 0) {
+      listen_fd_ = fd;
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+      port_ = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+      break;
+    }
+    err = std::string("cannot listen on ") + host + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return listen_fd_ >= 0;
+}
+
+void HttpServer::start() {
+  accept_thread_ = std::thread([this] { accept_loop(); });
+}
+
+void HttpServer::stop_accepting() { stopping_ = true; }
+
+void HttpServer::shutdown(int timeout_ms) {
+  stop_accepting();
+  if (accept_thread_.joinable()) accept_thread_.join();
+  closing_ = true;
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return n_conns_ == 0; });
+}
+
+void HttpServer::accept_loop() {
+  while (!stopping_) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, 200);
+    if (r <= 0) continue;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char addr[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, addr, sizeof addr);
+    else if (ss.ss_family == AF_INET6) ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, addr, sizeof addr);
+    if (n_conns_ >= opts_.max_connections) {
+      HttpResponse res = opts_.error_response(503, "too many connections");
+      send_all(fd, head(503, res.content_type, res, false, "Content-Length: " + std::to_string(res.body.size()) + "\r\n") + res.body, 1000);
+      ::close(fd);
+      continue;
+    }
+    n_conns_++;
+    std::thread([this, fd, remote = std::string(addr)] {
+      serve_connection(fd, remote);
+      ::close(fd);
+      std::lock_guard<std::mutex> lk(mu_);
+      n_conns_--;
+      cv_.notify_all();
+    }).detach();
+  }
+  ::close(listen_fd_);
+  listen_fd_ = -1;
+}
+
+void HttpServer::dispatch(HttpRequest& req, HttpResponse& res) {
+  auto it = routes_.find({req.method, req.path});
+  if (it != routes_.end()) it->second(req, res);
+  else if (fallback_) fallback_(req, res);
+  else res = opts_.error_response(404, "no route for " + req.method + " " + req.path);
+}
+
+void HttpServer::serve_connection(int fd, std::string remote) {
+  Reader rd(fd, closing_);
+  auto reply_error = [&](int status, const std::string& msg) {
+    HttpResponse res = opts_.error_response(status, msg);
+    send_all(fd, head(status, res.content_type, res, false, "Content-Length: " + std::to_string(res.body.size()) + "\r\n") +
+                     res.body);
+  };
+  while (true) {
+    // Headers.
+    size_t hend;
+    auto idle_deadline = Clock::now() + std::chrono::seconds(opts_.idle_timeout_s);
+    auto deadline = Clock::now() + std::chrono::seconds(opts_.read_timeout_s);
+    while ((hend = rd.buf.find("\r\n\r\n")) == std::string::npos) {
+      if (rd.buf.size() > opts_.max_header_bytes) return reply_error(431, "request headers too large");
+      bool idle = rd.buf.empty();
+      int r = rd.more(idle ? idle_deadline : deadline, idle);
+      if (r <= 0) {
+        if (!idle && r < 0) reply_error(408, "request timed out");
+        return;
+      }
+    }
+    HttpRequest req;
+    req.remote = remote;
+    std::string_view hv(rd.buf.data(), hend);
+    size_t le = hv.find("\r\n");
+    std::string_view line = hv.substr(0, le);
+    size_t s1 = line.find(' '), s2 = line.rfind(' ');
+    if (s1 == std::string_view::npos || s2 == s1) return reply_error(400, "malformed request line");
+    req.method = std::string(line.substr(0, s1));
+    std::string target(line.substr(s1 + 1, s2 - s1 - 1));
+    std::string version(line.substr(s2 + 1));
+    if (version.rfind("HTTP/1.", 0) != 0) return reply_error(400, "unsupported HTTP version");
+    if (auto q = target.find('?'); q != std::string::npos) req.query = target.substr(q + 1), target.resize(q);
+    req.path = target;
+    size_t pos = le == std::string_view::npos ? hv.size() : le + 2;
+    while (pos < hv.size()) {
+      size_t e = hv.find("\r\n", pos);
+      if (e == std::string_view::npos) e = hv.size();
+      std::string_view h = hv.substr(pos, e - pos);
+      size_t c = h.find(':');
+      if (c == std::string_view::npos) return reply_error(400, "malformed header line");
+      req.headers.emplace_back(lower(std::string(h.substr(0, c))), trim(h.substr(c + 1)));
+      pos = e + 2;
+    }
+    rd.buf.erase(0, hend + 4);
+    bool keep_alive = version != "HTTP/1.0";
+    if (auto* c = req.header("connection")) {
+      std::string v = lower(*c);
+      if (v.find("close") != std::string::npos) keep_alive = false;
+      if (v.find("keep-alive") != std::string::npos) keep_alive = true;
+    }
+    // Body.
+    const std::string* te = req.header("transfer-encoding");
+    const std::string* cl = req.header("content-length");
+    auto send_continue = [&] {
+      if (auto* ex = req.header("expect"); ex && lower(*ex) == "100-continue")
+        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+    };
+    if (te && lower(*te).find("chunked") != std::string::npos) {
+      send_continue();
+      size_t p = 0;
+      while (true) {
+        size_t e;
+        while ((e = rd.buf.find("\r\n", p)) == std::string::npos)
+          if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete chunked body");
+        size_t n = 0;
+        try {
+          n = std::stoul(rd.buf.substr(p, e - p), nullptr, 16);
+        } catch (...) {
+          return reply_error(400, "malformed chunk size");
+        }
+        if (req.body.size() + n > opts_.max_body_bytes)
+          return reply_error(413, "request body exceeds --max-body-bytes (" + std::to_string(opts_.max_body_bytes) + ")");
+        while (rd.buf.size() < e + 2 + n + 2)
+          if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete chunked body");
+        req.body.append(rd.buf, e + 2, n);
+        p = e + 2 + n + 2;
+        if (n == 0) break;
+      }
+      rd.buf.erase(0, p);  // trailers are not supported (none expected from API clients)
+    } else if (cl) {
+      size_t n = 0;
+      try {
+        n = std::stoull(*cl);
+      } catch (...) {
+        return reply_error(400, "malformed Content-Length");
+      }
+      if (n > opts_.max_body_bytes)
+        return reply_error(413, "request body of " + std::to_string(n) + " bytes exceeds --max-body-bytes (" +
+                                    std::to_string(opts_.max_body_bytes) + ")");
+      if (rd.buf.size() < n) send_continue();
+      while (rd.buf.size() < n)
+        if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete request body");
+      req.body = rd.buf.substr(0, n);
+      rd.buf.erase(0, n);
+    }
+    req.client_gone = [fd] { return peer_closed(fd); };
+    HttpResponse res;
+    dispatch(req, res);
+    if (closing_) keep_alive = false;
+    if (res.stream) {
+      if (!send_all(fd, head(res.status, res.content_type, res, keep_alive, "Transfer-Encoding: chunked\r\n"))) return;
+      ChunkedSink sink(fd);
+      res.stream(sink);
+      if (!sink.finish()) return;
+    } else {
+      if (!send_all(fd, head(res.status, res.content_type, res, keep_alive,
+                             "Content-Length: " + std::to_string(res.body.size()) + "\r\n") +
+                            res.body))
+        return;
+    }
+    if (!keep_alive || closing_) return;
+  }
+}
+
+}  // namespace ballast::server

@@ -1,0 +1,97 @@
+// The OpenAI-compatible server: configuration, shared state (runtime, engine thread,
+// metrics, prompt builder), route table and lifecycle (listen while loading, ready,
+// drain on SIGTERM).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "runtime/runtime.h"
+#include "server/api_error.h"
+#include "server/engine_loop.h"
+#include "server/generation.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/openai_schema.h"
+#include "server/prompt_builder.h"
+
+namespace ballast::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;
+  int64_t ctx_size = 0;          // 0: the model's context, at most 4096
+  int64_t max_batch = 16;
+  int64_t max_queue = 64;
+  int64_t token_budget = 512;
+  std::string served_model_name; // comma-separated names; default: the model file's name
+  size_t max_body_bytes = 8u << 20;
+  bool allow_special_in_content = false;
+  int drain_timeout_s = 30;
+  int max_n = 16;
+};
+
+class Server {
+ public:
+  explicit Server(ServerConfig cfg);
+  ~Server();
+
+  // Starts listening (health answers 503 until load() finishes).
+  Status listen();
+  Status load(const runtime::RuntimeOptions& ro);
+  // Stop accepting, wait for in-flight requests up to the drain timeout, stop the engine.
+  void drain();
+  int port() const { return http_ ? http_->port() : 0; }
+
+  // State shared with handlers.
+  ServerConfig cfg;
+  Metrics metrics;
+  std::unique_ptr<runtime::Runtime> rt;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<EngineLoop> loop;
+  std::unique_ptr<PromptBuilder> prompts;
+  std::vector<std::string> model_names;
+  int64_t ctx_size = 0;
+  int64_t created = 0;
+  std::atomic<bool> ready{false}, draining{false};
+  std::atomic<int64_t> active_requests{0};
+  SchemaLimits limits;
+
+  bool known_model(const std::string& name) const;
+
+ private:
+  void register_routes();
+  HttpHandler guarded(std::string endpoint, bool needs_model, HttpHandler h);
+  std::unique_ptr<HttpServer> http_;
+};
+
+// Handlers (one file per endpoint family).
+void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res);
+void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res);
+void handle_models(Server& s, const HttpRequest& req, HttpResponse& res);
+void handle_tokenize(Server& s, const HttpRequest& req, HttpResponse& res);
+void handle_detokenize(Server& s, const HttpRequest& req, HttpResponse& res);
+
+// Helpers shared by the handlers.
+void send_error(HttpResponse& res, const ApiError& e);
+void send_json(HttpResponse& res, const nlohmann::json& j, int status = 200);
+std::string new_request_id(const char* prefix);
+int64_t unix_now();
+
+// Token ids of every prompt, validated and checked against the context, turned into
+// engine sequences (n per prompt, seeds seed + choice index).
+struct PreparedRequest {
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<SequenceSpec> seqs;
+  int64_t prompt_tokens = 0;
+  int64_t truncated_tokens = 0;
+};
+MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::vector<int32_t>> prompts,
+                           bool default_max_to_context, PreparedRequest& out);
+MaybeError check_model(const Server& s, const std::string& model);
+
+}  // namespace ballast::server
