@@ -1,4 +1,4 @@
-// ThreadPool: one job at a time, chunks claimed dynamically through an atomic counter.
+// ThreadPool: one job at a time; chunks claimed through a generation-tagged counter.
 #include "core/thread_pool.h"
 
 #include <sched.h>
@@ -57,7 +57,8 @@ int ThreadPool::default_threads() {
       }
     }
   }
-  int n = cores.empty() ? static_cast<int>(std::thread::hardware_concurrency()) : static_cast<int>(cores.size());
+  int n = cores.empty() ? static_cast<int>(std::thread::hardware_concurrency())
+                        : static_cast<int>(cores.size());
   if (allowed > 0 && n > allowed) n = allowed;
   return n > 0 ? n : 1;
 }
@@ -65,7 +66,7 @@ int ThreadPool::default_threads() {
 ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : default_threads();
   workers_.reserve(n_threads_ - 1);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_main(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -75,77 +76,68 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::do_job(int thread_index) {
+void ThreadPool::work_on(uint32_t gen) {
   t_inside_job = true;
-  if (all_fn_) {
-    all_fn_(ctx_, thread_index, n_threads_);
-  } else {
-    for (;;) {
-      int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-      int64_t b = c * chunk_;
-      if (b >= n_) break;
-      int64_t e = b + chunk_ < n_ ? b + chunk_ : n_;
-      range_fn_(ctx_, b, e);
-    }
+  uint64_t s = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<uint32_t>(s >> 32) != gen) break;  // a newer job: not ours
+    const uint32_t idx = static_cast<uint32_t>(s);
+    // n_chunks_ may already belong to a newer job; the CAS below then fails.
+    if (idx >= n_chunks_.load(std::memory_order_acquire)) break;
+    if (!claim_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    const int64_t b = static_cast<int64_t>(idx) * chunk_;
+    const int64_t e = b + chunk_ < n_ ? b + chunk_ : n_;
+    fn_(ctx_, b, e);
+    const uint32_t done = done_chunks_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (done == n_chunks_.load(std::memory_order_relaxed)) done_chunks_.notify_one();
+    s = claim_.load(std::memory_order_acquire);
   }
   t_inside_job = false;
 }
 
-void ThreadPool::worker_main(int thread_index) {
+void ThreadPool::worker_main() {
   // Generation 0 is the constructed state: a job published before this thread got
   // here must still be seen as new.
   uint32_t seen = 0;
   for (;;) {
     if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
       generation_.wait(seen);
+      continue;  // re-check (wait may return spuriously)
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    do_job(thread_index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    work_on(seen);
   }
-}
-
-void ThreadPool::dispatch() {
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  // A sleeping worker needs a futex wake; spinning ones see the bump by themselves.
-  // notify_all is cheap when nobody sleeps (libstdc++ tracks waiters).
-  generation_.notify_all();
-  do_job(0);
-  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-    for (int p = pending_.load(); p != 0; p = pending_.load()) pending_.wait(p);
-  }
-  range_fn_ = nullptr;
-  all_fn_ = nullptr;
 }
 
 void ThreadPool::parallel_for_impl(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  if (n_threads_ == 1 || n <= grain || t_inside_job) {
+  if (n_threads_ == 1 || n <= grain || t_inside_job || busy_.exchange(true, std::memory_order_acquire)) {
     fn(ctx, 0, n);
     return;
   }
   // ~4 chunks per thread balances uneven progress without much atomic traffic.
   int64_t chunk = (n + 4 * n_threads_ - 1) / (4 * n_threads_);
   chunk = (chunk + grain - 1) / grain * grain;
-  range_fn_ = fn;
+  const uint32_t n_chunks = static_cast<uint32_t>((n + chunk - 1) / chunk);
+  fn_ = fn;
   ctx_ = ctx;
   n_ = n;
   chunk_ = chunk;
-  next_chunk_.store(0, std::memory_order_relaxed);
-  dispatch();
-}
-
-void ThreadPool::run_on_all_impl(AllFn fn, void* ctx) {
-  if (n_threads_ == 1 || t_inside_job) {
-    fn(ctx, 0, 1);
-    return;
+  n_chunks_.store(n_chunks, std::memory_order_relaxed);
+  done_chunks_.store(0, std::memory_order_relaxed);
+  const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  generation_.store(gen, std::memory_order_release);
+  // Sleeping workers need a futex wake; libstdc++ skips the syscall when none waits.
+  generation_.notify_all();
+  work_on(gen);
+  // Every chunk is claimed now; wait only for chunks still running elsewhere.
+  if (!spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == n_chunks; })) {
+    for (uint32_t d = done_chunks_.load(); d != n_chunks; d = done_chunks_.load()) done_chunks_.wait(d);
   }
-  all_fn_ = fn;
-  ctx_ = ctx;
-  dispatch();
+  busy_.store(false, std::memory_order_release);
 }
 
 }  // namespace ballast

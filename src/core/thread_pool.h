@@ -1,5 +1,7 @@
 // Persistent worker pool for data-parallel kernels. Decode calls parallel_for a few
-// hundred times per token, so workers spin briefly before sleeping on a futex.
+// hundred times per token, so workers spin briefly before sleeping on a futex, and
+// the caller never waits for a worker that has not picked up work (a descheduled
+// worker on a busy machine costs nothing; the caller just does more chunks).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -9,8 +11,8 @@
 
 namespace ballast {
 
-// One caller at a time: a pool is driven by the thread that owns it (the engine's
-// compute thread); calls from inside a job run inline.
+// Thread-safe: a job runs on the pool for one caller at a time; a call made while
+// another caller's job is in flight (or from inside a job) runs inline.
 class ThreadPool {
  public:
   // n_threads counts the calling thread too; <= 0 means default_threads().
@@ -22,9 +24,8 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n), each chunk a multiple of
-  // `grain` (except the last), on all threads; returns when all chunks are done.
-  // Runs inline when n is small, the pool has one thread, or when called from inside
-  // another parallel_for (no nested parallelism).
+  // `grain` long (except the last); returns when all chunks are done. Chunks run
+  // concurrently on the caller and the workers.
   template <class Fn>
   void parallel_for(int64_t n, Fn&& fn, int64_t grain = 1) {
     using F = std::remove_reference_t<Fn>;
@@ -34,39 +35,42 @@ class ThreadPool {
         const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
-  // Calls fn(thread_index, n_threads) once on every thread (caller is index 0).
+  // Calls fn(i, size()) once for each i in [0, size()), concurrently where possible
+  // (not necessarily one i per thread).
   template <class Fn>
   void run_on_all(Fn&& fn) {
-    using F = std::remove_reference_t<Fn>;
-    run_on_all_impl([](void* ctx, int i, int n) { (*static_cast<F*>(ctx))(i, n); },
-                    const_cast<void*>(static_cast<const void*>(&fn)));
+    const int n = n_threads_;
+    parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) fn(static_cast<int>(i), n);
+    });
   }
 
-  // Physical cores of this machine (hyperthreads not counted); >= 1.
+  // Physical cores available to this process (hyperthreads not counted); >= 1.
   static int default_threads();
 
  private:
   using RangeFn = void (*)(void*, int64_t, int64_t);
-  using AllFn = void (*)(void*, int, int);
   void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn, void* ctx);
-  void run_on_all_impl(AllFn fn, void* ctx);
-  void dispatch();  // publishes the current job and runs the caller's share
-  void do_job(int thread_index);
-  void worker_main(int thread_index);
+  void work_on(uint32_t gen);  // claims and runs chunks of job `gen` until none left
+  void worker_main();
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
 
-  // Current job (written by the caller before bumping generation_).
-  RangeFn range_fn_ = nullptr;
-  AllFn all_fn_ = nullptr;
+  // Current job; written by the caller before generation_ is bumped and stable until
+  // done_chunks_ reaches n_chunks_.
+  RangeFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_ = 0;
   int64_t chunk_ = 1;
-  alignas(64) std::atomic<int64_t> next_chunk_{0};
+  std::atomic<uint32_t> n_chunks_{0};
+  // (generation << 32) | next chunk index; claimed by CAS so a late worker can never
+  // take a chunk of a newer job by mistake.
+  alignas(64) std::atomic<uint64_t> claim_{0};
+  alignas(64) std::atomic<uint32_t> done_chunks_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> pending_{0};  // workers still running the current job
   std::atomic<bool> stop_{false};
+  std::atomic<bool> busy_{false};
 };
 
 }  // namespace ballast
