@@ -1,7 +1,7 @@
 // `ballast serve`: the OpenAI-compatible HTTP server. Listens first (/health answers
 // 503 while the model loads), then serves until SIGTERM/SIGINT, drains, exits 0.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -31,6 +31,7 @@ struct ServeArgs {
 std::mutex g_mu;
 std::condition_variable g_cv;
 bool g_stop = false;
+int g_sig_pipe[2] = {-1, -1};
 
 Status read_key_file(const std::string& path, std::string& key) {
   std::ifstream in(path);
@@ -65,22 +66,31 @@ int run_serve(ServeArgs& a) {
   if (cfg.api_key.empty() && cfg.host != "127.0.0.1" && cfg.host != "localhost" && cfg.host != "::1")
     log::warn("server.no_api_key", "listening on " + cfg.host + " without an API key: anyone who can reach it can use it");
 
-  // Signals go to one thread; every other thread (HTTP, engine, pool) has them blocked.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // The handler only writes to a pipe (async-signal-safe); a thread reads it, so it
+  // does not matter which thread the signal lands on.
+  if (::pipe(g_sig_pipe) != 0) return fail(error(ErrorCode::kIoError, "pipe() failed"));
+  struct sigaction sa {};
+  sa.sa_handler = [](int sig) {
+    unsigned char b = static_cast<unsigned char>(sig);
+    ssize_t r = ::write(g_sig_pipe[1], &b, 1);
+    (void)r;
+  };
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  std::thread([set] {
-    int sig = 0;
-    sigwait(&set, &sig);
+  std::thread([] {
+    unsigned char b;
+    while (::read(g_sig_pipe[0], &b, 1) != 1) {
+    }
     {
       std::lock_guard<std::mutex> lk(g_mu);
       g_stop = true;
     }
     g_cv.notify_all();
-    sigwait(&set, &sig);  // a second signal: stop now
+    while (::read(g_sig_pipe[0], &b, 1) != 1) {
+    }
     log::warn("server.forced_exit", "second signal: exiting without waiting for requests");
     std::_Exit(1);
   }).detach();
