@@ -103,3 +103,30 @@ def test_bf16_specials(tmp_path):
     q = quantize(vals, T.BF16)
     ours = run_ours(tmp_path, "BF16", q.tobytes(), vals.size)
     assert_bit_equal(ours, dequantize(q, T.BF16))
+
+
+def model_files():
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ballast" / "models"
+    return sorted(base.glob("*.gguf")) if base.is_dir() else []
+
+
+@pytest.mark.parametrize("path", model_files() or [None], ids=lambda p: p.name if p else "no-models")
+def test_real_model_tensors(tmp_path, path):
+    """First rows of one tensor per quantized type of the default models (when fetched)."""
+    if path is None:
+        pytest.skip("no GGUF models in the ballast cache (make models)")
+    reader = gguf.GGUFReader(str(path))
+    seen = set()
+    for t in reader.tensors:
+        name = t.tensor_type.name
+        if name in seen or name not in QUANTIZABLE + list(KQUANTS):
+            continue
+        seen.add(name)
+        rows = np.asarray(t.data)
+        if rows.ndim < 2:
+            continue
+        rows = rows.reshape(rows.shape[0], -1)[:64]
+        ref = dequantize(rows, t.tensor_type)
+        ours = run_ours(tmp_path, name, rows.tobytes(), ref.size)
+        assert_bit_equal(ours, ref)
+    assert seen
