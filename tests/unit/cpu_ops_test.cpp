@@ -239,6 +239,10 @@ TEST(CpuOps, AttentionPrefillCausal) { check_attention(13, 0, 0, 0.f, true); }
 TEST(CpuOps, AttentionChunkedPrefill) { check_attention(9, 20, 0, 0.f, true); }
 TEST(CpuOps, AttentionSlidingWindow) { check_attention(12, 30, 8, 0.f, true); }
 TEST(CpuOps, AttentionSoftcap) { check_attention(4, 10, 0, 5.f, true); }
+// Spans longer than one key chunk (256) take the split-and-merge path.
+TEST(CpuOps, AttentionLongDecode) { check_attention(1, 700, 0, 0.f, true); }
+TEST(CpuOps, AttentionLongPrefillMixedSpans) { check_attention(40, 250, 0, 0.f, true); }
+TEST(CpuOps, AttentionLongWindowed) { check_attention(3, 900, 300, 3.f, false); }
 
 }  // namespace
 }  // namespace ballast::cpu

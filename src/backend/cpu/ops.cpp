@@ -11,34 +11,6 @@
 namespace ballast::cpu {
 namespace {
 
-// exp(x) for 8 lanes: range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial;
-// ~1 ulp in the normal range, 0 below -87.3, +inf above 88.7.
-inline __m256 exp8(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.7f), lo = _mm256_set1_ps(-87.3f);
-  __m256 big = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-  __m256 small = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
-  // 2^n split in two factors so n = 128 (x near 88.7) does not overflow the exponent.
-  __m256i ni = _mm256_cvtps_epi32(n);
-  __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-  p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-  p = _mm256_blendv_ps(p, _mm256_set1_ps(std::numeric_limits<float>::infinity()), big);
-  return _mm256_andnot_ps(small, p);
-}
-
 // tanh(x) = 1 - 2 / (exp(2x) + 1), exact limits at +-inf.
 inline __m256 tanh8(__m256 x) {
   __m256 e = exp8(_mm256_add_ps(x, x));
@@ -245,44 +217,6 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const fl
         v[2 * i + 1] = a * sin[i] + b * cos[i];
       }
     }
-  }
-}
-
-namespace {
-
-// One (query, head): out = softmax(scale * K q) V over key rows [lo, hi].
-void attend_one(const float* q, const float* k, const float* v, int64_t kv_stride, int64_t lo,
-                int64_t hi, float* out, const AttentionParams& p, float* scores) {
-  const int64_t d = p.head_dim;
-  const int64_t n = hi - lo + 1;
-  for (int64_t t = 0; t < n; ++t) scores[t] = p.scale * dot_f32(q, k + (lo + t) * kv_stride, d);
-  if (p.softcap > 0.f) softcap(scores, p.softcap, n);
-  softmax(scores, n);
-  std::fill(out, out + d, 0.f);
-  for (int64_t t = 0; t < n; ++t) axpy(out, scores[t], v + (lo + t) * kv_stride, d);
-}
-
-}  // namespace
-
-void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
-               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool) {
-  const int64_t group = p.n_heads / p.n_kv_heads;
-  auto body = [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> scores;
-    if (static_cast<int64_t>(scores.size()) < q_pos0 + n_q) scores.resize(q_pos0 + n_q);
-    for (int64_t job = b; job < e; ++job) {
-      const int64_t i = job / p.n_heads, h = job % p.n_heads;
-      const int64_t pos = q_pos0 + i;
-      const int64_t lo = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
-      const int64_t kv_off = (h / group) * p.head_dim;
-      attend_one(q + (i * p.n_heads + h) * p.head_dim, k + kv_off, v + kv_off, kv_stride, lo, pos,
-                 out + (i * p.n_heads + h) * p.head_dim, p, scores.data());
-    }
-  };
-  if (pool) {
-    pool->parallel_for(n_q * p.n_heads, body);
-  } else {
-    body(0, n_q * p.n_heads);
   }
 }
 
