@@ -75,18 +75,18 @@ def generate(model: Path, prompt_ids: list[int], n: int, *extra: str) -> Result:
                "--max-tokens", n, "--temperature", 0, "--top-logprobs", 10, "--ignore-eos", "--json", *extra)
 
 
-def compare_case(ref_case: dict, ours: dict) -> dict:
+def compare_case(ref_case: dict, ours: dict, tol: float = LOGPROB_TOL, margin_tol: float = MARGIN_TOL) -> dict:
     """Check one generation against the reference. Returns stats; raises AssertionError with
     numbers on disagreement.
 
-    Rules (issue 2 item 8): every top-10 logprob within LOGPROB_TOL of the reference (matched by
-    id; the sets may differ only by near-ties at the 10th place), and greedy ids equal wherever
-    the reference's top-2 margin exceeds MARGIN_TOL. A divergence allowed by a near-tie ends the
-    comparison (the contexts differ from then on)."""
+    Rules (issue 2 item 8): every top-10 logprob within tol (LOGPROB_TOL) of the reference
+    (matched by id; the sets may differ only by near-ties at the 10th place), and greedy ids equal
+    wherever the reference's top-2 margin exceeds margin_tol (MARGIN_TOL). A divergence allowed
+    by a near-tie ends the comparison (the contexts differ from then on)."""
     assert ours["prompt_ids"] == ref_case["prompt_ids"], "prompt ids changed"
     steps = ref_case["steps"]
     assert len(ours["top_logprobs"]) >= 1 and len(ours["ids"]) == len(ours["top_logprobs"])
-    max_diff, compared, diverged_at = 0.0, 0, None
+    max_diff, compared, diverged_at, diffs = 0.0, 0, None, []
     problems = []
     for i, ref in enumerate(steps):
         if i >= len(ours["ids"]):
@@ -102,25 +102,27 @@ def compare_case(ref_case: dict, ours: dict) -> dict:
             if tid in our_top:
                 d = abs(our_top[tid] - lp)
                 max_diff = max(max_diff, d)
-                if d > LOGPROB_TOL:
+                diffs.append(d)
+                if d > tol:
                     problems.append(f"step {i}: id {tid} logprob {our_top[tid]:.6f} vs reference {lp:.6f} (diff {d:.2e})")
-            elif lp > our_kth + LOGPROB_TOL:
+            elif lp > our_kth + tol:
                 problems.append(f"step {i}: reference top-10 id {tid} ({lp:.6f}) missing from ours "
                                 f"(our 10th: {our_kth:.6f})")
         for tid, lp in our_top.items():
-            if tid not in ref_top and lp > ref_kth + LOGPROB_TOL:
+            if tid not in ref_top and lp > ref_kth + tol:
                 problems.append(f"step {i}: our top-10 id {tid} ({lp:.6f}) not in the reference's "
                                 f"(reference 10th: {ref_kth:.6f})")
         compared += 1
         ref_id, our_id = ref_case["ids"][i], ours["ids"][i]
         if our_id != ref_id:
-            if ref["margin"] > MARGIN_TOL:
+            if ref["margin"] > margin_tol:
                 problems.append(f"step {i}: greedy id {our_id}, reference {ref_id} (reference top-2 margin "
                                 f"{ref['margin']:.2e})")
             diverged_at = i
             break
     assert not problems, "; ".join(problems[:6])
-    return {"max_abs_logprob_diff": max_diff, "steps_compared": compared, "near_tie_divergence_at": diverged_at}
+    return {"max_abs_logprob_diff": max_diff, "mean_abs_logprob_diff": sum(diffs) / max(1, len(diffs)),
+            "steps_compared": compared, "near_tie_divergence_at": diverged_at}
 
 
 def check_against_reference(name: str, case_index: int, *extra: str) -> dict:
