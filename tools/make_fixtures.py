@@ -182,6 +182,7 @@ SPECS: list[dict] = [
                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                   rope_parameters=dict(rope_type="default", rope_theta=10000.0), rms_norm_eps=1e-5,
                   tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
+         resize_reference=True,
          tokenizer_patch={"add_tokens": [{"id": 32000, "content": "<|tool_call|>", "special": True},
                                          {"id": 32001, "content": "<|tool_result|>", "special": True},
                                          {"id": 32002, "content": "<|ballast_extra|>", "special": True}]},
@@ -396,9 +397,46 @@ def make_fixture(spec: dict, out: Path):
                     "cases": ref["cases"]}
         if name == "gemma3":
             expected["image_soft_token_text"] = image_token_case(files)
+        if spec.get("resize_reference"):
+            size = max(max(tok_json["model"]["vocab"].values()), max(t["id"] for t in tok_json["added_tokens"])) + 1
+            expected["resize_embeddings"] = resize_reference(dst, tok, size)
         (dst / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
     (dst / "fixture.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     print(f"{name}: {rows} rows, {sum(valid)} valid ids, {(dst / 'model.safetensors').stat().st_size} bytes")
+
+
+def resize_reference(model_dir: Path, tok, rows: int) -> dict:
+    """--resize-embeddings (issue 4 item 2): embedding and LM head grown to cover every tokenizer
+    id, new rows = mean of the existing rows. Reference: the same done to the fp32 model."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        old = model.get_input_embeddings().weight.detach().clone()
+        model.resize_token_embeddings(rows, mean_resizing=False)
+        emb = model.get_input_embeddings().weight
+        emb[: old.shape[0]] = old
+        emb[old.shape[0]:] = old.mean(0)
+        if not model.config.tie_word_embeddings:
+            raise NotImplementedError("resize reference for untied heads")
+        assert model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
+    text = "Call <|tool_call|> then <|tool_result|> done"
+    ids = tok(text)["input_ids"]
+    assert any(i >= old.shape[0] for i in ids), ids
+    gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=None, pad_token_id=0,
+                               output_logits=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             generation_config=gen_cfg)
+    steps = []
+    for raw in out.logits:
+        lp = torch.log_softmax(raw[0].float(), -1)
+        top = torch.topk(lp, TOP_K + 1)
+        steps.append({"top": [[int(j), round(float(v), 6)] for j, v in zip(top.indices[:TOP_K], top.values[:TOP_K])],
+                      "margin": round(float(top.values[0] - top.values[1]), 6),
+                      "boundary_gap": round(float(top.values[TOP_K - 1] - top.values[TOP_K]), 6)})
+    return {"rows": rows, "cases": [{"prompt": text, "prompt_ids": ids, "ids": out.sequences[0, len(ids):].tolist(),
+                                     "steps": steps}]}
 
 
 def image_token_case(files: dict[str, bytes]) -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from fixture_lib import (FIXTURES, assert_clean_error, check_against_reference, expected, fixture,  # noqa: E402
-                         generate, run)
+from fixture_lib import (FIXTURES, assert_clean_error, check_against_reference, compare_case,  # noqa: E402
+                         expected, fixture, generate, run)
 
 
 def inspect(name_or_path, *extra):
@@ -155,6 +155,22 @@ def test_added_tokens_model_matches_reference():
     print(f"\n{ADDED}: {json.dumps(stats)}")
 
 
+def test_resize_embeddings_matches_reference():
+    # Opt-in policy (issue 4 item 2): rows grow to cover every tokenizer id, new rows = mean row;
+    # reference = transformers with the same resize done to the fp32 model.
+    ref = expected(ADDED)["resize_embeddings"]
+    case = ref["cases"][0]
+    assert any(i >= 32000 for i in case["prompt_ids"])
+    r = generate(fixture(ADDED), case["prompt_ids"], len(case["ids"]), "--resize-embeddings")
+    assert r.rc == 0, repr(r)
+    assert "resiz" in r.stderr.lower(), f"--resize-embeddings must be announced: {r.stderr!r}"
+    stats = compare_case(case, r.json)
+    print(f"\n{ADDED} --resize-embeddings: {json.dumps(stats)}")
+    rep = inspect(ADDED, "--resize-embeddings")
+    assert rep["vocab"]["embedding_rows"] == ref["rows"]
+    assert not findings(rep, "vocab.unembeddable_tokens")
+
+
 # --- (d) eos out of range in generation_config.json ---
 
 EOS = "vocab_eos_out_of_range"
@@ -223,6 +239,16 @@ def test_scan_weights_finds_the_nan():
 def test_check_numerics_passes_on_healthy_model():
     stats = check_against_reference(ADDED, 0, "--check-numerics")
     assert stats["steps_compared"] >= 1
+
+
+# --- every fixture: the human-readable report ---
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir()
+                                        if (p / "expected.json").exists() or p.name == "vocab_nan_weight"))
+def test_inspect_human_report(name):
+    r = run("inspect", "--model", fixture(name))
+    assert r.rc == 0, repr(r)
+    assert "findings" in r.stdout and "vocab" in r.stdout.lower()
 
 
 # --- (f) corrupt files ---
