@@ -1,0 +1,134 @@
+// Sampler chain on crafted logits: mask, greedy, seeds, top-k/p, min-p, penalties, NaN.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/sampler.h"
+
+using namespace ballast;
+using namespace ballast::engine;
+
+namespace {
+std::shared_ptr<std::vector<uint8_t>> mask(std::initializer_list<uint8_t> m) {
+  return std::make_shared<std::vector<uint8_t>>(m);
+}
+}  // namespace
+
+TEST(Sampler, GreedySkipsMaskedPaddingRows) {
+  SamplingParams p;
+  p.temperature = 0;
+  Sampler s(p, mask({1, 1, 1, 0}));  // row 3 is padding and is the raw argmax
+  std::vector<float> logits = {0.f, 2.f, 1.f, 100.f};
+  auto r = s.sample(logits, {}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value().id, 1);
+}
+
+TEST(Sampler, TopLogprobsAreLogSoftmaxOfMaskedLogits) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.top_logprobs = 2;
+  p.repetition_penalty = 2.0;  // must not change the reported logprobs
+  Sampler s(p, mask({1, 1, 1, 0}));
+  std::vector<float> logits = {1.f, 3.f, 2.f, 50.f};
+  std::vector<int32_t> prompt = {1};
+  auto r = s.sample(logits, prompt, {});
+  ASSERT_TRUE(r.ok());
+  const double z = std::log(std::exp(1.0) + std::exp(3.0) + std::exp(2.0));
+  ASSERT_EQ(r.value().top.size(), 2u);
+  EXPECT_EQ(r.value().top[0].first, 1);
+  EXPECT_NEAR(r.value().top[0].second, 3.0 - z, 1e-5);
+  EXPECT_EQ(r.value().top[1].first, 2);
+  EXPECT_NEAR(r.value().top[1].second, 2.0 - z, 1e-5);
+  // The penalty halves logit 3 -> 1.5 < 2, so greedy picks id 2.
+  EXPECT_EQ(r.value().id, 2);
+  EXPECT_NEAR(r.value().logprob, 2.0 - z, 1e-5);
+}
+
+TEST(Sampler, SameSeedSameDraws) {
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.seed = 1234;
+  std::vector<int32_t> a, b;
+  for (int run = 0; run < 2; ++run) {
+    Sampler s(p, nullptr);
+    for (int i = 0; i < 50; ++i) {
+      std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.0f, -0.5f};
+      (run ? b : a).push_back(s.sample(logits, {}, {}).value().id);
+    }
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_GT(std::set<int32_t>(a.begin(), a.end()).size(), 1u);  // it does sample
+}
+
+TEST(Sampler, TopKOneIsGreedy) {
+  SamplingParams p;
+  p.temperature = 5.0;
+  p.top_k = 1;
+  p.seed = 7;
+  Sampler s(p, nullptr);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> logits = {1.f, 1.5f, 0.f};
+    EXPECT_EQ(s.sample(logits, {}, {}).value().id, 1);
+  }
+}
+
+TEST(Sampler, TopPKeepsSmallestPrefix) {
+  // probs ~ {0.665, 0.245, 0.090}: top_p 0.6 keeps only the first.
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.top_p = 0.6;
+  p.seed = 3;
+  Sampler s(p, nullptr);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> logits = {2.f, 1.f, 0.f};
+    EXPECT_EQ(s.sample(logits, {}, {}).value().id, 0);
+  }
+}
+
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.min_p = 0.5;  // keeps tokens with prob >= 0.5 * max
+  p.seed = 11;
+  Sampler s(p, nullptr);
+  std::set<int32_t> seen;
+  for (int i = 0; i < 200; ++i) {
+    std::vector<float> logits = {0.f, 0.f, -5.f};
+    seen.insert(s.sample(logits, {}, {}).value().id);
+  }
+  EXPECT_EQ(seen, (std::set<int32_t>{0, 1}));
+}
+
+TEST(Sampler, PresenceAndFrequencyPenalties) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.frequency_penalty = 1.0;
+  p.presence_penalty = 0.5;
+  Sampler s(p, nullptr);
+  std::vector<float> logits = {3.f, 2.f};
+  std::vector<int32_t> gen = {0};  // 3 - 1 - 0.5 = 1.5 < 2
+  EXPECT_EQ(s.sample(logits, {}, gen).value().id, 1);
+}
+
+TEST(Sampler, LogitBiasApplies) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.logit_bias = {{2, 10.f}};
+  Sampler s(p, nullptr);
+  std::vector<float> logits = {3.f, 2.f, 0.f};
+  EXPECT_EQ(s.sample(logits, {}, {}).value().id, 2);
+}
+
+TEST(Sampler, NonFiniteLogitIsNumericalError) {
+  Sampler s(SamplingParams{}, mask({1, 1, 0}));
+  std::vector<float> logits = {1.f, NAN, 0.f};
+  auto r = s.sample(logits, {}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kNumericalError);
+  EXPECT_NE(r.status().message().find("token id 1"), std::string::npos);
+  // NaN in a masked padding row is not the model's output and is ignored.
+  Sampler s2(SamplingParams{}, mask({1, 1, 0}));
+  std::vector<float> l2 = {1.f, 0.f, NAN};
+  EXPECT_TRUE(s2.sample(l2, {}, {}).ok());
+}
