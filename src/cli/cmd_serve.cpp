@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +27,7 @@ struct ServeArgs {
   server::ServerConfig cfg;
   std::string api_key_file;
   int64_t max_body_bytes = 8 << 20;
+  int64_t load_delay_ms = 0;  // tests: hold the loading state
 };
 
 std::mutex g_mu;
@@ -99,6 +101,7 @@ int run_serve(ServeArgs& a) {
   Status st = srv->listen();
   if (!st.ok()) return fail(st);
   std::thread loader([&] {
+    if (a.load_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.load_delay_ms));
     Status ls = srv->load(a.rt);
     if (!ls.ok()) {
       fail(ls);
@@ -145,6 +148,7 @@ void add_serve(CLI::App& app, Options& o) {
              "let message content produce control tokens (unsafe; the old behaviour)");
   o.add(c, "--drain-timeout", cfg.drain_timeout_s, "seconds to let in-flight requests finish after SIGTERM");
   o.add(c, "--max-n", cfg.max_n, "largest accepted 'n' (choices per request)");
+  c->add_option("--debug-load-delay-ms", a->load_delay_ms, "wait before loading (tests)")->group("");
   on_run(c, [a] { return run_serve(*a); });
 }
 

@@ -9,7 +9,7 @@ namespace {
 
 std::string num(double v) {
   char b[64];
-  std::snprintf(b, sizeof b, "%.17g", v);
+  std::snprintf(b, sizeof b, "%.15g", v);
   return b;
 }
 
@@ -67,16 +67,16 @@ void Metrics::set_audit_findings(std::vector<std::pair<std::string, std::string>
 
 std::string Metrics::render() const {
   std::string out;
-  header(out, "ballast_requests", "counter", "HTTP requests by endpoint and status code.");
+  header(out, "ballast_requests_total", "counter", "HTTP requests by endpoint and status code.");
   {
     std::lock_guard<std::mutex> lk(mu_);
     for (const auto& [k, v] : requests_)
       out += "ballast_requests_total{endpoint=\"" + escape_label(k.first) + "\",status=\"" + std::to_string(k.second) +
              "\"} " + std::to_string(v) + "\n";
   }
-  header(out, "ballast_prompt_tokens", "counter", "Prompt tokens of accepted requests.");
+  header(out, "ballast_prompt_tokens_total", "counter", "Prompt tokens of accepted requests.");
   out += "ballast_prompt_tokens_total " + std::to_string(prompt_tokens_.load()) + "\n";
-  header(out, "ballast_generation_tokens", "counter", "Generated tokens.");
+  header(out, "ballast_generation_tokens_total", "counter", "Generated tokens.");
   out += "ballast_generation_tokens_total " + std::to_string(generated_tokens_.load()) + "\n";
   header(out, "ballast_requests_waiting", "gauge", "Sequences waiting for a batch slot.");
   out += "ballast_requests_waiting " + std::to_string(waiting_.load()) + "\n";
