@@ -98,13 +98,20 @@ HttpHandler Server::guarded(std::string endpoint, bool needs_model, HttpHandler 
                  req.method + " " + req.path + " " + std::to_string(res.status),
                  {{"status", res.status}, {"ms", ms}, {"remote", req.remote}});
     } else {
-      auto inner = std::move(res.stream);
-      res.stream = [this, inner, t0, req_line = req.method + " " + req.path](StreamSink& sink) {
-        inner(sink);
-        active_requests--;
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        log::event(log::Level::kDebug, "request.done", req_line + " 200 (stream)", {{"status", 200}, {"ms", ms}});
+      // The guard ends the request's accounting even if the stream never runs (client gone).
+      struct Done {
+        Server* s;
+        std::string line;
+        std::chrono::steady_clock::time_point t0;
+        ~Done() {
+          s->active_requests--;
+          double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          log::event(log::Level::kDebug, "request.done", line + " 200 (stream)", {{"status", 200}, {"ms", ms}});
+        }
       };
+      auto done = std::make_shared<Done>(this, req.method + " " + req.path, t0);
+      auto inner = std::move(res.stream);
+      res.stream = [inner, done](StreamSink& sink) { inner(sink); };
     }
   };
 }
@@ -233,7 +240,8 @@ void Server::drain() {
 MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::vector<int32_t>> prompts,
                            bool default_max_to_context, PreparedRequest& out) {
   const auto& audit = s.rt->audit;
-  std::set<int32_t> stop_ids = audit.stop_ids;
+  // ignore_eos drops the model's stop ids but keeps the client's own stop_token_ids.
+  std::set<int32_t> stop_ids = p.ignore_eos ? std::set<int32_t>{} : audit.stop_ids;
   if (!p.stop_token_ids.is_null()) {
     Status st = vocab::validate_ids(p.stop_token_ids, audit, "stop_token_ids");
     if (!st.ok()) return from_status(st, "stop_token_ids");
@@ -290,7 +298,7 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
       spec.req.sampling = sp;
       if (sp.seed) spec.req.sampling.seed = *sp.seed + static_cast<uint64_t>(j);
       spec.req.max_tokens = max_tokens;
-      spec.req.ignore_eos = p.ignore_eos;
+      spec.req.ignore_eos = false;  // expressed through stop_ids above
       spec.req.stop_ids = stop_ids;
       spec.choice_index = static_cast<int>(pi * p.n + j);
       spec.prompt_index = static_cast<int>(pi);

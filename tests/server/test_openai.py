@@ -83,9 +83,7 @@ def test_chat_content_parts(client):
 
 
 def test_greedy_equals_cli_generate(server, client, model_path):
-    ids = client.post("/../tokenize", body={"prompt": "Once upon a time"}, cast_to=object)["tokens"] \
-        if False else httpx.post(server.url + "/tokenize", json={"prompt": "Once upon a time"},
-                                 headers={"Authorization": f"Bearer {API_KEY}"}).json()["tokens"]
+    ids = post(server, "/tokenize", {"prompt": "Once upon a time"}).json()["tokens"]
     out = subprocess.run([ballast_bin(), "generate", "--model", str(model_path), "--prompt-ids",
                           ",".join(map(str, ids)), "-n", "12", "--temperature", "0", "--json", "--threads", "2"],
                          capture_output=True, text=True, check=True)
@@ -207,13 +205,11 @@ def test_sampling_params_accepted(client):
     assert r.usage.completion_tokens == 5
 
 
-def test_logit_bias_forces_token(client):
+def test_logit_bias_forces_token(server, client):
     r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=3, temperature=0,
                                   logit_bias={"330": 100}, logprobs=1)
     toks = r.choices[0].logprobs.tokens
-    ids = httpx.post(client.base_url.join("/tokenize").__str__().replace("/v1/tokenize", "/tokenize"),
-                     json={"prompt": "".join(toks), "add_special_tokens": False},
-                     headers={"Authorization": f"Bearer {API_KEY}"}).json()["tokens"]
+    ids = post(server, "/tokenize", {"prompt": "".join(toks), "add_special_tokens": False}).json()["tokens"]
     assert ids == [330, 330, 330]
 
 
