@@ -119,6 +119,7 @@ MaybeError Generation::run(const std::function<bool(const ChoiceDelta&)>& on_del
       if (!s.done) return true;
     return false;
   };
+  auto last_check = Clock::now();
   while (pending()) {
     std::deque<Event> batch;
     {
@@ -126,13 +127,16 @@ MaybeError Generation::run(const std::function<bool(const ChoiceDelta&)>& on_del
       queue_->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return !queue_->q.empty(); });
       batch.swap(queue_->q);
     }
-    if (batch.empty()) {
-      if (client_gone && client_gone()) {
+    // Non-streaming requests write nothing until the end: look for a vanished client
+    // every 100 ms even while tokens keep coming.
+    if (client_gone && Clock::now() - last_check >= std::chrono::milliseconds(100)) {
+      last_check = Clock::now();
+      if (client_gone()) {
         cancel_all();
         return {};
       }
-      continue;
     }
+    if (batch.empty()) continue;
     for (auto& e : batch) {
       Seq& s = seqs_[e.seq];
       if (s.done) continue;  // events after a stop-string cancel

@@ -528,3 +528,15 @@ def test_no_prompt_text_in_logs(server, client):
     post(server, "/v1/completions", {"prompt": secret, "frobnicate": 1})
     time.sleep(0.2)
     assert secret not in server.logs()
+
+
+def test_nonstreaming_disconnect_cancels(server):
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {API_KEY}"},
+                   json={"model": MODEL, "prompt": "Go on", "max_tokens": 400, "ignore_eos": True}, timeout=0.5)
+    # 400 tokens take many seconds here; the cancel frees the sequence long before that.
+    end = time.time() + 3
+    while time.time() < end and metric_value(server, "ballast_requests_running") != 0:
+        time.sleep(0.1)
+    assert metric_value(server, "ballast_requests_running") == 0
+    assert metric_value(server, "ballast_kv_cache_blocks_used") == 0
