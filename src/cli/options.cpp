@@ -99,6 +99,8 @@ void add_runtime_options(CLI::App* app, Options& o, runtime::RuntimeOptions& ro,
   o.add_flag(app, "--strict-vocab", ro.strict_vocab, "refuse to load when a tokenizer id cannot be embedded or a special id is invalid");
   o.add_flag(app, "--resize-embeddings", ro.resize_embeddings, "grow embedding/LM head to cover every tokenizer id (new rows = mean row)");
   o.add_flag(app, "--check-numerics", ro.check_numerics, "check every layer's output for NaN/Inf and name the first");
+  o.add(app, "--device", ro.device, "cpu or cuda (CUDA needs a build with nvcc and a GPU)");
+  o.add_flag(app, "--debug-sync", ro.debug_sync, "CUDA: synchronize and check after every kernel, naming a failing one");
   o.add(app, "--log-format", log_format, "human or json");
   static std::string env_file;
   o.add(app, "--env-file", env_file, "read BALLAST_* settings from this file (default ./.env)");

@@ -18,7 +18,8 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
       valid_(std::move(valid)),
       opts_(opts),
       kv_(model.kv_shape(), opts.kv_blocks > 0 ? opts.kv_blocks
-                                               : KvCache::blocks_for(opts.ctx_size) * opts.limits.max_batch),
+                                               : KvCache::blocks_for(opts.ctx_size) * opts.limits.max_batch,
+          model.host_kv()),
       sched_(opts.limits) {}
 
 Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
@@ -71,6 +72,7 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   ev.status = std::move(st);
   auto cb = std::move(it->second->cb);
   kv_.release(it->second->seq);
+  model_.release_sequence(it->second->seq);
   sched_.remove(id);
   active_.erase(it);
   if (cb) cb(ev);
@@ -124,8 +126,19 @@ bool Engine::step() {
     }
   }
   if (batch.size() == 0) return true;
+  // Plain greedy rows on a model with a device sampler: only ids cross the bus.
+  bool device_greedy = model_.has_device_greedy() && !logit_owner.empty();
+  for (uint64_t id : logit_owner) {
+    if (!device_greedy) break;
+    const SamplingParams& p = active_.at(id)->sampler.params();
+    device_greedy = p.temperature == 0.0 && p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 &&
+                    p.frequency_penalty == 0.0 && p.logit_bias.empty() && p.top_logprobs == 0;
+  }
   std::vector<float> logits;
-  Status st = model_.forward(batch, kv_, logits, opts_.forward);
+  std::vector<int32_t> greedy_ids;
+  std::vector<float> greedy_lp;
+  Status st = device_greedy ? model_.forward_greedy(batch, kv_, valid_.get(), greedy_ids, greedy_lp, opts_.forward)
+                            : model_.forward(batch, kv_, logits, opts_.forward);
   if (!st.ok()) {
     std::set<uint64_t> ids;
     for (const auto& ch : chunks) ids.insert(ch.id);
@@ -140,10 +153,18 @@ bool Engine::step() {
     auto it = active_.find(id);
     if (it == active_.end()) continue;
     Active& a = *it->second;
-    std::span<float> row(logits.data() + r * rows, rows);
-    std::span<const int32_t> prompt(a.req.prompt);
-    std::span<const int32_t> gen(a.tokens.data() + a.req.prompt.size(), a.tokens.size() - a.req.prompt.size());
-    auto res = a.sampler.sample(row, prompt, gen);
+    Result<SampleResult> res = SampleResult{};
+    if (device_greedy) {
+      if (greedy_ids[r] < 0)
+        res = error(ErrorCode::kNumericalError, "non-finite logits (NaN/Inf) among the valid ids");
+      else
+        res = SampleResult{greedy_ids[r], greedy_lp[r], {}};
+    } else {
+      std::span<float> row(logits.data() + r * rows, rows);
+      std::span<const int32_t> prompt(a.req.prompt);
+      std::span<const int32_t> gen(a.tokens.data() + a.req.prompt.size(), a.tokens.size() - a.req.prompt.size());
+      res = a.sampler.sample(row, prompt, gen);
+    }
     if (!res.ok()) {
       Status err = res.status();
       if (err.code() == ErrorCode::kNumericalError)

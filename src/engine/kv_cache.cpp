@@ -3,7 +3,8 @@
 
 namespace ballast::engine {
 
-KvCache::KvCache(KvShape shape, int64_t total_blocks) : shape_(shape), total_blocks_(total_blocks) {}
+KvCache::KvCache(KvShape shape, int64_t total_blocks, bool host_storage)
+    : shape_(shape), total_blocks_(total_blocks), host_storage_(host_storage) {}
 
 Status KvCache::reserve(int32_t seq, int64_t n_tokens) {
   Seq& s = seqs_[seq];
@@ -15,6 +16,7 @@ Status KvCache::reserve(int32_t seq, int64_t n_tokens) {
                      std::to_string(free_blocks()) + " free of " + std::to_string(total_blocks_));
   used_blocks_ += need - s.blocks;
   s.blocks = need;
+  if (!host_storage_) return Status();
   const size_t floats = static_cast<size_t>(need * kBlockTokens * shape_.row());
   s.k.resize(shape_.n_layers);
   s.v.resize(shape_.n_layers);

@@ -18,7 +18,8 @@ struct KvShape {
 class KvCache {
  public:
   static constexpr int64_t kBlockTokens = 16;
-  KvCache(KvShape shape, int64_t total_blocks);
+  // host_storage false: block accounting only (the model keeps K/V on a device).
+  KvCache(KvShape shape, int64_t total_blocks, bool host_storage = true);
 
   // Makes room for positions [0, n_tokens) of seq. kResourceExhausted when the pool is full.
   Status reserve(int32_t seq, int64_t n_tokens);
@@ -44,6 +45,7 @@ class KvCache {
   KvShape shape_;
   int64_t total_blocks_;
   int64_t used_blocks_ = 0;
+  bool host_storage_ = true;
   std::unordered_map<int32_t, Seq> seqs_;
 };
 

@@ -48,6 +48,18 @@ class Model {
   // Every token id is bounds-checked against the embedding (kInvalidTokenId, never read).
   virtual Status forward(const Batch& batch, engine::KvCache& kv, std::vector<float>& logits,
                          const ForwardOptions& opts) = 0;
+  // Device models keep K/V in device memory: the engine's KvCache then only counts blocks.
+  virtual bool host_kv() const { return true; }
+  // Frees what the model holds for a finished or cancelled sequence (device KV blocks).
+  virtual void release_sequence(int32_t seq) {}
+  // Optional device fast path for plain greedy rows: ids and log-probs of the
+  // want_logits tokens in batch order, computed where the logits are (only ids cross the
+  // bus). ids[r] == -1: row r had a NaN/Inf logit among the valid ids.
+  virtual bool has_device_greedy() const { return false; }
+  virtual Status forward_greedy(const Batch& batch, engine::KvCache& kv, const std::vector<uint8_t>* valid,
+                                std::vector<int32_t>& ids, std::vector<float>& logprobs, const ForwardOptions& opts) {
+    return error(ErrorCode::kUnsupported, "forward_greedy: not supported by this model");
+  }
   // Grows embedding/head to `rows` rows with the mean of existing rows (--resize-embeddings).
   virtual Status resize_embeddings(int64_t rows) = 0;
   ThreadPool& pool() { return *pool_; }

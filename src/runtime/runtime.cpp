@@ -2,13 +2,17 @@
 #include "runtime/runtime.h"
 
 #include "core/log.h"
+#include "backend/cuda/cuda_model.h"
 #include "io/gguf.h"
+#include "model/random_model.h"
 
 namespace ballast::runtime {
 
 Result<std::unique_ptr<tokenizer::Tokenizer>> load_tokenizer_for(const model::LoadedModel& lm,
                                                                  const std::string& override_path) {
   if (!override_path.empty()) return tokenizer::Tokenizer::load(override_path);
+  if (model::is_random_model_path(lm.path))
+    return tokenizer::Tokenizer::from_json(model::random_tokenizer_json(lm.model->embedding_rows()), nullptr, lm.path);
   if (lm.is_gguf) return tokenizer::Tokenizer::from_gguf(*lm.gguf);
   return tokenizer::Tokenizer::load(lm.path);
 }
@@ -17,7 +21,28 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts) {
   auto rt = std::make_unique<Runtime>();
   rt->opts = opts;
   if (opts.model.empty()) return error(ErrorCode::kInvalidArgument, "option --model is required");
-  BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_model(opts.model));
+  if (opts.device != "cpu" && opts.device != "cuda")
+    return error(ErrorCode::kInvalidArgument, "--device: unknown value '" + opts.device + "' (cpu, cuda)");
+  cuda::CudaModelOptions co;
+  co.debug_sync = opts.debug_sync;
+  if (model::is_random_model_path(opts.model)) {
+    BALLAST_ASSIGN_OR_RETURN(auto preset, model::random_preset(opts.model));
+    if (opts.device == "cuda") {
+      rt->lm.path = opts.model;
+      rt->lm.arch_key = preset.cfg.arch;
+      BALLAST_ASSIGN_OR_RETURN(rt->lm.model, cuda::create_random_cuda_model(preset.cfg, preset.rows, 1234, co));
+    } else {
+      BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_random_cpu(preset, 1234));
+    }
+  } else {
+    BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_model(opts.model));
+    if (opts.device == "cuda") {
+      // The CPU model keeps the mapped weights alive while they are uploaded.
+      std::shared_ptr<model::Model> cpu_model(std::move(rt->lm.model));
+      std::shared_ptr<const model::WeightSet> ws(cpu_model, &cpu_model->weights());
+      BALLAST_ASSIGN_OR_RETURN(rt->lm.model, cuda::create_cuda_model(cpu_model->config(), ws, co));
+    }
+  }
   rt->pool = std::make_shared<ThreadPool>(opts.threads);
   rt->lm.model->set_pool(rt->pool);
   BALLAST_ASSIGN_OR_RETURN(rt->tok, load_tokenizer_for(rt->lm, opts.tokenizer));

@@ -22,6 +22,8 @@ struct RuntimeOptions {
   bool resize_embeddings = false;
   bool check_numerics = false;
   bool quiet = false;           // no audit summary in the log
+  std::string device = "cpu";   // "cpu" | "cuda"
+  bool debug_sync = false;      // CUDA: synchronize and check after every kernel
 };
 
 struct Runtime {

@@ -1,0 +1,532 @@
+// Llama-family forward on the GPU: fused QKV and gate|up GEMMs, fused residual+RMSNorm,
+// RoPE fused with the paged KV write, tensor-core prefill attention, on-GPU greedy.
+// Compiled into ballast_lib only when the CUDA backend is built.
+#include "backend/cuda/cuda_model.h"
+
+#if BALLAST_HAVE_CUDA
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "backend/cpu/quant.h"
+#include "backend/cuda/kernels.h"
+#include "model/layers/layers.h"
+
+namespace ballast::cuda {
+
+Status cuda_available() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    return error(ErrorCode::kUnsupported, std::string("--device cuda: no usable CUDA device (") +
+                                              (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + ")");
+  return Status();
+}
+
+namespace {
+
+#define CU_RETURN(expr)                                                                                  \
+  do {                                                                                                   \
+    cudaError_t e_ = (expr);                                                                             \
+    if (e_ != cudaSuccess) return error(ErrorCode::kInternal, std::string(#expr) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+// Launch + check (a synchronize per kernel under --debug-sync / CUDA_LAUNCH_BLOCKING=1).
+#define LAUNCH(name, expr)                                                             \
+  do {                                                                                 \
+    expr;                                                                              \
+    const char* m_ = check_launch(name);                                               \
+    if (*m_) return error(ErrorCode::kInternal, std::string("CUDA ") + m_);            \
+  } while (0)
+
+template <class T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  Status ensure(size_t want) {
+    if (want <= n) return Status();
+    if (p) cudaFree(p);
+    p = nullptr;
+    n = 0;
+    CU_RETURN(cudaMalloc(&p, std::max<size_t>(want, 1) * sizeof(T)));
+    n = want;
+    return Status();
+  }
+  ~DevBuf() {
+    if (p) cudaFree(p);
+  }
+};
+
+struct Layer {
+  bf16 *wqkv = nullptr, *wo = nullptr, *wgu = nullptr, *wdown = nullptr;
+  float *ln1 = nullptr, *ln2 = nullptr;
+};
+
+class CudaModel : public model::Model {
+ public:
+  CudaModel(model::ModelConfig cfg, std::shared_ptr<const model::WeightSet> ws, CudaModelOptions o)
+      : cfg_(std::move(cfg)), ws_(std::move(ws)), opts_(o) {}
+  ~CudaModel() override {
+    if (stream_) cudaStreamSynchronize(stream_);
+    for (void* p : allocs_) cudaFree(p);
+    if (host_) cudaFreeHost(host_);
+    if (flags_h_) cudaFreeHost(flags_h_);
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  const model::ModelConfig& config() const override { return cfg_; }
+  const model::WeightSet& weights() const override { return ws_ ? *ws_ : empty_; }
+  int64_t embedding_rows() const override { return rows_; }
+  int64_t head_rows() const override { return head_rows_; }
+  bool tied() const override { return tied_; }
+  bool host_kv() const override { return false; }
+  bool has_device_greedy() const override { return true; }
+  Status resize_embeddings(int64_t) override {
+    return error(ErrorCode::kUnsupported, "--resize-embeddings is not supported with --device cuda");
+  }
+  void release_sequence(int32_t seq) override {
+    auto it = seq_blocks_.find(seq);
+    if (it == seq_blocks_.end()) return;
+    for (int32_t b : it->second) free_blocks_.push_back(b);
+    seq_blocks_.erase(it);
+  }
+
+  Status init_common(int64_t rows, int64_t head_rows, bool tied) {
+    set_debug_sync(opts_.debug_sync);
+    BALLAST_RETURN_IF_ERROR(cuda_available());
+    const auto& c = cfg_;
+    if (cfg_.arch != "llama")
+      return error(ErrorCode::kUnsupported, "--device cuda: architecture '" + cfg_.source_arch +
+                                                "' is not implemented on the GPU yet (Llama family only)");
+    if (c.attn_bias || c.qk_norm)
+      return error(ErrorCode::kUnsupported, "--device cuda: q/k/v bias and q/k norm (Qwen2/Qwen3) not implemented yet");
+    if (c.head_dim % 8 != 0 || c.head_dim > 256 || c.hidden % 8 != 0 || c.ffn % 8 != 0 ||
+        c.n_heads % c.n_kv_heads != 0)
+      return error(ErrorCode::kUnsupported, "--device cuda: head_dim " + std::to_string(c.head_dim) +
+                                                " / hidden / ffn not supported (multiples of 8, head_dim <= 256)");
+    rows_ = rows;
+    head_rows_ = head_rows;
+    tied_ = tied;
+    CU_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) return error(ErrorCode::kInternal, "cublasCreate failed");
+    cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH);
+    const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
+    BALLAST_RETURN_IF_ERROR(alloc(&emb_, rows * H));
+    head_ = emb_;
+    if (!tied) BALLAST_RETURN_IF_ERROR(alloc(&head_, head_rows * H));
+    BALLAST_RETURN_IF_ERROR(alloc(&final_norm_, H));
+    layers_.resize(c.n_layers);
+    for (auto& l : layers_) {
+      BALLAST_RETURN_IF_ERROR(alloc(&l.wqkv, (qd + 2 * kd) * H));
+      BALLAST_RETURN_IF_ERROR(alloc(&l.wo, H * qd));
+      BALLAST_RETURN_IF_ERROR(alloc(&l.wgu, 2 * c.ffn * H));
+      BALLAST_RETURN_IF_ERROR(alloc(&l.wdown, H * c.ffn));
+      BALLAST_RETURN_IF_ERROR(alloc(&l.ln1, H));
+      BALLAST_RETURN_IF_ERROR(alloc(&l.ln2, H));
+    }
+    auto inv = model::rope_inv_freq(c.rope, c.head_dim);
+    inv.resize(c.head_dim / 2, 0.0f);
+    BALLAST_RETURN_IF_ERROR(alloc(&inv_freq_, inv.size()));
+    CU_RETURN(cudaMemcpy(inv_freq_, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+    BALLAST_RETURN_IF_ERROR(alloc(&flags_d_, 1));
+    CU_RETURN(cudaHostAlloc(&flags_h_, sizeof(ErrorFlags), cudaHostAllocDefault));
+    return Status();
+  }
+
+  Status init_random(uint64_t seed) {
+    const auto& c = cfg_;
+    const float a = 0.02f * std::sqrt(3.0f);  // uniform with std 0.02 (HF initializer_range)
+    const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
+    uint64_t s = seed * 1000003ull;
+    fill_uniform_bf16(emb_, rows_ * H, a, ++s, stream_);
+    if (!tied_) fill_uniform_bf16(head_, head_rows_ * H, a, ++s, stream_);
+    fill_const_f32(final_norm_, H, 1.0f, stream_);
+    for (auto& l : layers_) {
+      fill_uniform_bf16(l.wqkv, (qd + 2 * kd) * H, a, ++s, stream_);
+      fill_uniform_bf16(l.wo, H * qd, a, ++s, stream_);
+      fill_uniform_bf16(l.wgu, 2 * c.ffn * H, a, ++s, stream_);
+      fill_uniform_bf16(l.wdown, H * c.ffn, a, ++s, stream_);
+      fill_const_f32(l.ln1, H, 1.0f, stream_);
+      fill_const_f32(l.ln2, H, 1.0f, stream_);
+    }
+    LAUNCH("fill_random", (void)0);
+    CU_RETURN(cudaStreamSynchronize(stream_));
+    return init_kv();
+  }
+
+  Status init_from_weights() {
+    const auto& c = cfg_;
+    const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
+    const auto* emb = ws_->find("model.embed_tokens.weight");
+    BALLAST_RETURN_IF_ERROR(upload(emb, emb_, 0));
+    if (!tied_) BALLAST_RETURN_IF_ERROR(upload(ws_->find("lm_head.weight"), head_, 0));
+    BALLAST_RETURN_IF_ERROR(upload_f32("model.norm.weight", final_norm_, H));
+    auto L = [](int64_t l, const char* s) { return "model.layers." + std::to_string(l) + "." + s; };
+    for (int64_t i = 0; i < c.n_layers; ++i) {
+      auto& l = layers_[i];
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "self_attn.q_proj.weight")), l.wqkv, 0));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "self_attn.k_proj.weight")), l.wqkv, qd * H));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "self_attn.v_proj.weight")), l.wqkv, (qd + kd) * H));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "self_attn.o_proj.weight")), l.wo, 0));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "mlp.gate_proj.weight")), l.wgu, 0));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "mlp.up_proj.weight")), l.wgu, c.ffn * H));
+      BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "mlp.down_proj.weight")), l.wdown, 0));
+      BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "input_layernorm.weight"), l.ln1, H));
+      BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "post_attention_layernorm.weight"), l.ln2, H));
+    }
+    if (ws_->find("rope_freqs")) {
+      BALLAST_ASSIGN_OR_RETURN(auto f, ws_->get_f32("rope_freqs", c.head_dim / 2));
+      auto inv = model::rope_inv_freq(c.rope, c.head_dim);
+      for (int64_t i = 0; i < c.head_dim / 2; ++i) inv[i] /= f[i];
+      CU_RETURN(cudaMemcpy(inv_freq_, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+    }
+    return init_kv();
+  }
+
+  Status forward(const model::Batch& b, engine::KvCache& kv, std::vector<float>& logits,
+                 const model::ForwardOptions& opts) override {
+    int64_t m = 0;
+    BALLAST_RETURN_IF_ERROR(run(b, m));
+    logits.resize(static_cast<size_t>(m) * head_rows_);
+    if (m > 0)
+      CU_RETURN(cudaMemcpyAsync(logits.data(), logits_.p, logits.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    return finish_step();
+  }
+
+  Status forward_greedy(const model::Batch& b, engine::KvCache& kv, const std::vector<uint8_t>* valid,
+                        std::vector<int32_t>& ids, std::vector<float>& logprobs,
+                        const model::ForwardOptions& opts) override {
+    int64_t m = 0;
+    BALLAST_RETURN_IF_ERROR(run(b, m));
+    const uint8_t* vmask = nullptr;
+    if (valid && static_cast<int64_t>(valid->size()) == head_rows_) {
+      if (valid_src_ != valid || valid_version_ != valid->size()) {
+        BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size()));
+        CU_RETURN(cudaMemcpyAsync(valid_.p, valid->data(), valid->size(), cudaMemcpyHostToDevice, stream_));
+        valid_src_ = valid;
+        valid_version_ = valid->size();
+      }
+      vmask = valid_.p;
+    }
+    BALLAST_RETURN_IF_ERROR(ids_.ensure(m));
+    BALLAST_RETURN_IF_ERROR(lps_.ensure(m));
+    if (m > 0)
+      LAUNCH("greedy_rows", greedy_rows(logits_.p, static_cast<int>(m), static_cast<int>(head_rows_), vmask, ids_.p,
+                                        lps_.p, stream_));
+    ids.resize(m);
+    logprobs.resize(m);
+    if (m > 0) {
+      CU_RETURN(cudaMemcpyAsync(ids.data(), ids_.p, m * 4, cudaMemcpyDeviceToHost, stream_));
+      CU_RETURN(cudaMemcpyAsync(logprobs.data(), lps_.p, m * 4, cudaMemcpyDeviceToHost, stream_));
+    }
+    return finish_step();
+  }
+
+ private:
+  template <class T>
+  Status alloc(T** p, int64_t n) {
+    CU_RETURN(cudaMalloc(reinterpret_cast<void**>(p), std::max<int64_t>(n, 1) * sizeof(T)));
+    allocs_.push_back(*p);
+    return Status();
+  }
+
+  // Copies weight w (any stored dtype) as bf16 to dst + offset elements.
+  Status upload(const model::Weight* w, bf16* dst, int64_t offset) {
+    if (!w) return error(ErrorCode::kNotFound, "CUDA upload: a required tensor is missing");
+    const int64_t n = w->n_elements();
+    if (w->dtype == DType::kBF16) {
+      CU_RETURN(cudaMemcpy(dst + offset, w->data, n * 2, cudaMemcpyHostToDevice));
+      return Status();
+    }
+    const auto v = w->view();
+    std::vector<float> row(v.cols);
+    std::vector<bf16> out(static_cast<size_t>(n));
+    for (int64_t r = 0; r < v.rows; ++r) {
+      cpu::dequantize_row(v.dtype, v.row(r), row.data(), v.cols);
+      for (int64_t i = 0; i < v.cols; ++i) out[r * v.cols + i] = __float2bfloat16(row[i]);
+    }
+    CU_RETURN(cudaMemcpy(dst + offset, out.data(), n * 2, cudaMemcpyHostToDevice));
+    return Status();
+  }
+  Status upload_f32(const std::string& name, float* dst, int64_t n) {
+    BALLAST_ASSIGN_OR_RETURN(auto v, ws_->get_f32(name, n));
+    CU_RETURN(cudaMemcpy(dst, v.data(), n * 4, cudaMemcpyHostToDevice));
+    return Status();
+  }
+
+  Status init_kv() {
+    const auto& c = cfg_;
+    block_elems_ = c.n_kv_heads * 16 * c.head_dim;  // per layer per block, K or V
+    const size_t block_bytes = static_cast<size_t>(block_elems_) * 2 * 2 * c.n_layers;
+    int64_t blocks = opts_.kv_blocks;
+    if (blocks <= 0) {
+      size_t free_b = 0, total_b = 0;
+      CU_RETURN(cudaMemGetInfo(&free_b, &total_b));
+      const size_t reserve = size_t(3) << 30;  // activations, logits, cuBLAS workspace
+      const double usable = free_b > reserve ? (free_b - reserve) * opts_.kv_memory_fraction : 0.0;
+      blocks = static_cast<int64_t>(usable / block_bytes);
+    }
+    if (blocks < 1) return error(ErrorCode::kResourceExhausted, "--device cuda: no device memory left for the KV cache");
+    n_blocks_ = blocks;
+    k_cache_.resize(c.n_layers);
+    v_cache_.resize(c.n_layers);
+    bf16* pool = nullptr;
+    BALLAST_RETURN_IF_ERROR(alloc(&pool, static_cast<int64_t>(block_elems_) * 2 * c.n_layers * blocks));
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      k_cache_[l] = pool + (2 * l) * block_elems_ * blocks;
+      v_cache_[l] = pool + (2 * l + 1) * block_elems_ * blocks;
+    }
+    free_blocks_.clear();
+    for (int64_t i = blocks - 1; i >= 0; --i) free_blocks_.push_back(static_cast<int32_t>(i));
+    return Status();
+  }
+
+  Status ensure_host(size_t bytes) {
+    if (bytes <= host_bytes_) return Status();
+    if (host_) cudaFreeHost(host_);
+    host_ = nullptr;
+    CU_RETURN(cudaHostAlloc(&host_, bytes * 2, cudaHostAllocDefault));
+    host_bytes_ = bytes * 2;
+    return Status();
+  }
+
+  // Builds the step's index tables, uploads them, runs the layers and the LM head for the
+  // want_logits rows into logits_ (m, head_rows). m: number of logits rows.
+  Status run(const model::Batch& b, int64_t& m_out) {
+    const auto& c = cfg_;
+    const int n = static_cast<int>(b.size());
+    if (n == 0) return error(ErrorCode::kInvalidArgument, "empty batch");
+    for (int i = 0; i < n; ++i)
+      if (b.tokens[i] < 0 || b.tokens[i] >= rows_)
+        return error(ErrorCode::kInvalidTokenId, "token id " + std::to_string(b.tokens[i]) + " at position " +
+                                                     std::to_string(i) + " is outside the embedding rows [0, " +
+                                                     std::to_string(rows_) + ")");
+    // Sequences of this step, their blocks and block-table rows.
+    std::unordered_map<int32_t, int32_t> slot_of;
+    std::vector<int32_t> seqs;
+    std::vector<int32_t> need;  // positions needed per slot
+    for (int i = 0; i < n; ++i) {
+      auto [it, inserted] = slot_of.emplace(b.seqs[i], static_cast<int32_t>(seqs.size()));
+      if (inserted) {
+        seqs.push_back(b.seqs[i]);
+        need.push_back(0);
+      }
+      need[it->second] = std::max(need[it->second], b.positions[i] + 1);
+      // A sequence id restarting at position 0 reuses its id (bench repetitions).
+      if (b.positions[i] == 0 && inserted) release_sequence(b.seqs[i]);
+    }
+    int max_blocks = 1;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      auto& bl = seq_blocks_[seqs[s]];
+      const int64_t want = (need[s] + 15) / 16;
+      while (static_cast<int64_t>(bl.size()) < want) {
+        if (free_blocks_.empty())
+          return error(ErrorCode::kResourceExhausted, "GPU KV cache full (" + std::to_string(n_blocks_) + " blocks)");
+        bl.push_back(free_blocks_.back());
+        free_blocks_.pop_back();
+      }
+      max_blocks = std::max<int>(max_blocks, static_cast<int>(bl.size()));
+    }
+    // Logits rows, attention split: runs of >= 16 consecutive positions of one sequence
+    // go to the tensor-core prefill kernel in tiles of 64; the rest to the row kernel.
+    std::vector<int32_t> logit_idx, row_ids;
+    std::vector<PrefillTile> tiles;
+    int max_ctx = 0;
+    for (int i = 0; i < n; ++i) {
+      if (b.want_logits[i]) logit_idx.push_back(i);
+      max_ctx = std::max(max_ctx, b.positions[i] + 1);
+    }
+    const bool use_tiles = c.sliding_window == 0 && !no_flash_ &&
+                           (c.head_dim == 64 || c.head_dim == 128 || c.head_dim == 256);
+    for (int i = 0; i < n;) {
+      int j = i + 1;
+      while (j < n && b.seqs[j] == b.seqs[i] && b.positions[j] == b.positions[j - 1] + 1) ++j;
+      if (use_tiles && j - i >= 16) {
+        for (int t = i; t < j; t += 64)
+          tiles.push_back({t, std::min(64, j - t), slot_of[b.seqs[i]], b.positions[t]});
+      } else {
+        for (int t = i; t < j; ++t) row_ids.push_back(t);
+      }
+      i = j;
+    }
+    const int m = static_cast<int>(logit_idx.size());
+    m_out = m;
+    const int n_slots = static_cast<int>(seqs.size());
+    // Packed int32 upload: tokens | pos | slot | seq_slot | logit_idx | row_ids | tiles | block table
+    const size_t off_pos = n, off_slot = 2 * n, off_seq = 3 * n, off_lidx = 4 * n, off_rows = off_lidx + m,
+                 off_tiles = off_rows + row_ids.size(), off_bt = off_tiles + 4 * tiles.size(),
+                 total = off_bt + static_cast<size_t>(n_slots) * max_blocks;
+    BALLAST_RETURN_IF_ERROR(ensure_host(total * 4));
+    int32_t* h = static_cast<int32_t*>(host_);
+    for (int i = 0; i < n; ++i) {
+      h[i] = b.tokens[i];
+      h[off_pos + i] = b.positions[i];
+      const int32_t s = slot_of[b.seqs[i]];
+      h[off_slot + i] = seq_blocks_[b.seqs[i]][b.positions[i] / 16] * 16 + b.positions[i] % 16;
+      h[off_seq + i] = s;
+    }
+    std::copy(logit_idx.begin(), logit_idx.end(), h + off_lidx);
+    std::copy(row_ids.begin(), row_ids.end(), h + off_rows);
+    std::memcpy(h + off_tiles, tiles.data(), tiles.size() * sizeof(PrefillTile));
+    for (int s = 0; s < n_slots; ++s) {
+      const auto& bl = seq_blocks_[seqs[s]];
+      for (int k = 0; k < max_blocks; ++k) h[off_bt + s * max_blocks + k] = k < static_cast<int>(bl.size()) ? bl[k] : -1;
+    }
+    BALLAST_RETURN_IF_ERROR(idx_.ensure(total));
+    CU_RETURN(cudaMemcpyAsync(idx_.p, h, total * 4, cudaMemcpyHostToDevice, stream_));
+    const int32_t* d = idx_.p;
+
+    const int H = static_cast<int>(c.hidden), qd = static_cast<int>(c.n_heads * c.head_dim),
+              kd = static_cast<int>(c.n_kv_heads * c.head_dim), F = static_cast<int>(c.ffn);
+    BALLAST_RETURN_IF_ERROR(x_.ensure(static_cast<size_t>(n) * H));
+    BALLAST_RETURN_IF_ERROR(hn_.ensure(static_cast<size_t>(n) * H));
+    BALLAST_RETURN_IF_ERROR(delta_.ensure(static_cast<size_t>(n) * H));
+    BALLAST_RETURN_IF_ERROR(qkv_.ensure(static_cast<size_t>(n) * (qd + 2 * kd)));
+    BALLAST_RETURN_IF_ERROR(att_.ensure(static_cast<size_t>(n) * qd));
+    BALLAST_RETURN_IF_ERROR(gu_.ensure(static_cast<size_t>(n) * 2 * F));
+    BALLAST_RETURN_IF_ERROR(act_.ensure(static_cast<size_t>(n) * F));
+    BALLAST_RETURN_IF_ERROR(sel_.ensure(static_cast<size_t>(std::max(m, 1)) * H));
+    BALLAST_RETURN_IF_ERROR(logits_.ensure(static_cast<size_t>(std::max(m, 1)) * head_rows_));
+    CU_RETURN(cudaMemsetAsync(flags_d_, 0, sizeof(ErrorFlags), stream_));
+
+    const float eps = static_cast<float>(c.rms_eps), off = static_cast<float>(c.norm_offset);
+    AttnArgs aa{};
+    aa.qkv = qkv_.p;
+    aa.pos = d + off_pos;
+    aa.seq_slot = d + off_seq;
+    aa.block_table = d + off_bt;
+    aa.max_blocks = max_blocks;
+    aa.n_blocks = n_blocks_;
+    aa.n_heads = static_cast<int>(c.n_heads);
+    aa.n_kv = static_cast<int>(c.n_kv_heads);
+    aa.hd = static_cast<int>(c.head_dim);
+    aa.scale = static_cast<float>(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+    aa.window = static_cast<int>(c.sliding_window);
+    aa.max_ctx = max_ctx;
+    aa.out = att_.p;
+    aa.flags = flags_d_;
+
+    LAUNCH("embed", embed(emb_, rows_, H, d, n, static_cast<float>(c.embed_scale), x_.p, flags_d_, stream_));
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const Layer& ly = layers_[l];
+      if (l == 0) LAUNCH("rmsnorm", rmsnorm(x_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
+      else LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
+      LAUNCH("gemm_qkv", gemm_bf16(blas_, ly.wqkv, qd + 2 * kd, H, hn_.p, n, qkv_.p, stream_));
+      LAUNCH("rope_write_kv", rope_write_kv(qkv_.p, n, aa.n_heads, aa.n_kv, aa.hd, d + off_pos, inv_freq_,
+                                            c.rope_layout == model::RopeLayout::kInterleaved, d + off_slot,
+                                            n_blocks_ * 16, k_cache_[l], v_cache_[l], flags_d_, stream_));
+      aa.k_cache = k_cache_[l];
+      aa.v_cache = v_cache_[l];
+      if (!tiles.empty())
+        LAUNCH("attention_prefill", attention_prefill(aa, reinterpret_cast<const PrefillTile*>(d + off_tiles),
+                                                      static_cast<int>(tiles.size()), stream_));
+      if (!row_ids.empty()) {
+        AttnArgs ar = aa;
+        ar.n = static_cast<int>(row_ids.size());
+        ar.row_ids = static_cast<int>(row_ids.size()) == n ? nullptr : d + off_rows;
+        LAUNCH("attention_rows", attention_rows(ar, stream_));
+      }
+      LAUNCH("gemm_o", gemm_bf16(blas_, ly.wo, H, qd, att_.p, n, delta_.p, stream_));
+      LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
+      LAUNCH("gemm_gate_up", gemm_bf16(blas_, ly.wgu, 2 * F, H, hn_.p, n, gu_.p, stream_));
+      LAUNCH("swiglu", swiglu(gu_.p, n, F, c.act == model::Activation::kGeluTanh, act_.p, stream_));
+      LAUNCH("gemm_down", gemm_bf16(blas_, ly.wdown, H, F, act_.p, n, delta_.p, stream_));
+    }
+    LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
+    if (m == 0) return Status();
+    const bf16* sel = hn_.p;
+    if (m != n || logit_idx.back() != n - 1) {
+      LAUNCH("gather_rows", gather_rows(hn_.p, H, d + off_lidx, m, sel_.p, stream_));
+      sel = sel_.p;
+    }
+    LAUNCH("gemm_lm_head", gemm_bf16_f32out(blas_, head_, static_cast<int>(head_rows_), H, sel, m, logits_.p, stream_));
+    return Status();
+  }
+
+  Status finish_step() {
+    CU_RETURN(cudaMemcpyAsync(flags_h_, flags_d_, sizeof(ErrorFlags), cudaMemcpyDeviceToHost, stream_));
+    cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      return error(ErrorCode::kInternal, std::string("CUDA step failed: ") + cudaGetErrorString(e) +
+                                             " (rerun with --debug-sync to name the kernel)");
+    if (flags_h_->bad_token)
+      return error(ErrorCode::kInvalidTokenId, std::to_string(flags_h_->bad_token) + " token id(s) outside the embedding");
+    if (flags_h_->bad_kv_slot)
+      return error(ErrorCode::kInternal, "KV block table entry out of range (" + std::to_string(flags_h_->bad_kv_slot) + ")");
+    return Status();
+  }
+
+  model::ModelConfig cfg_;
+  std::shared_ptr<const model::WeightSet> ws_;
+  model::WeightSet empty_;
+  CudaModelOptions opts_;
+  bool no_flash_ = std::getenv("BALLAST_CUDA_NO_FLASH") != nullptr;
+  int64_t rows_ = 0, head_rows_ = 0;
+  bool tied_ = true;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  std::vector<void*> allocs_;
+  bf16 *emb_ = nullptr, *head_ = nullptr;
+  float *final_norm_ = nullptr, *inv_freq_ = nullptr;
+  std::vector<Layer> layers_;
+  // Paged KV cache: per layer (blocks, n_kv, 16, hd) for K and V.
+  int64_t block_elems_ = 0, n_blocks_ = 0;
+  std::vector<bf16*> k_cache_, v_cache_;
+  std::vector<int32_t> free_blocks_;
+  std::unordered_map<int32_t, std::vector<int32_t>> seq_blocks_;
+  // Step buffers.
+  DevBuf<int32_t> idx_, ids_;
+  DevBuf<float> x_, logits_, lps_;
+  DevBuf<bf16> hn_, delta_, qkv_, att_, gu_, act_, sel_;
+  DevBuf<uint8_t> valid_;
+  const void* valid_src_ = nullptr;
+  size_t valid_version_ = 0;
+  ErrorFlags* flags_d_ = nullptr;
+  ErrorFlags* flags_h_ = nullptr;
+  void* host_ = nullptr;
+  size_t host_bytes_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<model::Model>> create_cuda_model(const model::ModelConfig& cfg,
+                                                        std::shared_ptr<const model::WeightSet> ws,
+                                                        const CudaModelOptions& opts) {
+  const auto* emb = ws->find("model.embed_tokens.weight");
+  if (!emb || emb->shape.size() != 2) return error(ErrorCode::kNotFound, "tensor 'model.embed_tokens.weight' missing");
+  const auto* head = ws->find("lm_head.weight");
+  const bool tied = head == nullptr || cfg.tie_embeddings;
+  auto m = std::make_unique<CudaModel>(cfg, ws, opts);
+  BALLAST_RETURN_IF_ERROR(m->init_common(emb->shape[0], tied ? emb->shape[0] : head->shape[0], tied));
+  BALLAST_RETURN_IF_ERROR(m->init_from_weights());
+  return std::unique_ptr<model::Model>(std::move(m));
+}
+
+Result<std::unique_ptr<model::Model>> create_random_cuda_model(const model::ModelConfig& cfg, int64_t rows,
+                                                               uint64_t seed, const CudaModelOptions& opts) {
+  auto m = std::make_unique<CudaModel>(cfg, nullptr, opts);
+  BALLAST_RETURN_IF_ERROR(m->init_common(rows, rows, cfg.tie_embeddings));
+  BALLAST_RETURN_IF_ERROR(m->init_random(seed));
+  return std::unique_ptr<model::Model>(std::move(m));
+}
+
+}  // namespace ballast::cuda
+
+#else  // no CUDA backend in this build
+
+namespace ballast::cuda {
+Status cuda_available() {
+  return error(ErrorCode::kUnsupported, "--device cuda: this build has no CUDA backend (built without nvcc)");
+}
+Result<std::unique_ptr<model::Model>> create_cuda_model(const model::ModelConfig&, std::shared_ptr<const model::WeightSet>,
+                                                        const CudaModelOptions&) {
+  return cuda_available();
+}
+Result<std::unique_ptr<model::Model>> create_random_cuda_model(const model::ModelConfig&, int64_t, uint64_t,
+                                                               const CudaModelOptions&) {
+  return cuda_available();
+}
+}  // namespace ballast::cuda
+
+#endif

@@ -1,0 +1,96 @@
+// Launchers of the CUDA kernels (one .cu per op family). Host code calls only these;
+// every launcher checks nothing itself: callers use check_launch() (--debug-sync).
+// Device code never asserts or traps: out-of-range input sets a flag in ErrorFlags.
+#pragma once
+#include <cstdint>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace ballast::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Device-side error counters, read back with each step's results.
+struct ErrorFlags {
+  int bad_token;      // embedding: ids outside [0, rows) (row written as zeros)
+  int bad_kv_slot;    // rope/kv write or attention: a block table entry out of range
+};
+
+// Launch bookkeeping: in debug-sync mode every launch synchronizes and names the kernel.
+void set_debug_sync(bool on);
+bool debug_sync();
+// cudaGetLastError (+ cudaDeviceSynchronize in debug-sync mode); returns an empty string
+// when fine, else "kernel NAME: <cuda error>".
+const char* check_launch(const char* kernel);
+
+// ---- random.cu: deterministic uniform(-a, a) bf16 fill (hash of seed, index).
+void fill_uniform_bf16(bf16* p, int64_t n, float a, uint64_t seed, cudaStream_t s);
+void fill_const_f32(float* p, int64_t n, float v, cudaStream_t s);
+void convert_f32_to_bf16(const float* in, bf16* out, int64_t n, cudaStream_t s);
+
+// ---- embedding.cu: x (n, H) f32 = emb[ids] * scale; bad ids -> zeros + flags->bad_token.
+void embed(const bf16* emb, int64_t rows, int H, const int32_t* ids, int n, float scale, float* x,
+           ErrorFlags* flags, cudaStream_t s);
+// out (m, H) = x[idx[i]] (selected logits rows).
+void gather_rows(const bf16* x, int H, const int32_t* idx, int m, bf16* out, cudaStream_t s);
+
+// ---- norm_rope.cu
+// out (n, H) bf16 = rmsnorm(x) * (offset + w).
+void rmsnorm(const float* x, const float* w, int n, int H, float eps, float offset, bf16* out, cudaStream_t s);
+// x += delta (bf16); out = rmsnorm(x) * (offset + w). Fused residual add + norm.
+void add_rmsnorm(float* x, const bf16* delta, const float* w, int n, int H, float eps, float offset, bf16* out,
+                 cudaStream_t s);
+// qkv (n, qd + 2 kd) bf16: rotates q and k (rotate-half or interleaved layout) at
+// positions pos, and writes k, v into the paged cache at slot[t] (block * 16 + offset).
+// cache layout per layer: (blocks, n_kv, 16, hd).
+void rope_write_kv(bf16* qkv, int n, int n_heads, int n_kv, int hd, const int32_t* pos, const float* inv_freq,
+                   bool interleaved, const int32_t* slot, int64_t n_slots, bf16* k_cache, bf16* v_cache,
+                   ErrorFlags* flags, cudaStream_t s);
+
+// ---- activations.cu: gu (n, 2 ffn) = [gate | up] -> out (n, ffn) = act(gate) * up.
+void swiglu(const bf16* gu, int n, int ffn, bool gelu_tanh, bf16* out, cudaStream_t s);
+
+// ---- attention.cu
+struct AttnArgs {
+  const bf16* qkv;       // (n, qd + 2 kd): q read from here (already rotated)
+  const bf16* k_cache;   // (blocks, n_kv, 16, hd)
+  const bf16* v_cache;
+  const int32_t* pos;    // (n,) position of each token
+  const int32_t* seq_slot;      // (n,) row of the block table
+  const int32_t* block_table;   // (n_slots, max_blocks)
+  int max_blocks;
+  int64_t n_blocks;      // pool size (bounds check)
+  const int32_t* row_ids;  // attention_rows: batch rows to compute (null: 0..n-1)
+  int n, n_heads, n_kv, hd;
+  float scale;
+  int window;            // 0: full causal
+  int max_ctx;           // largest pos + 1 in the batch (shared memory sizing)
+  bf16* out;             // (n, n_heads, hd)
+  ErrorFlags* flags;
+};
+// One block per (token, head): any mix of decode and prefill tokens.
+void attention_rows(const AttnArgs& a, cudaStream_t s);
+// Tensor-core prefill: tiles of 64 consecutive tokens of one sequence.
+struct PrefillTile {
+  int32_t tok0;   // first batch row
+  int32_t rows;   // <= 64
+  int32_t slot;   // block table row
+  int32_t pos0;   // position of tok0
+};
+void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles, cudaStream_t s);
+
+// ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate.
+void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s);
+void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s);
+
+// ---- sampling.cu: per logits row: greedy id over valid rows (mask may be null),
+// log-probability of that id, and a non-finite flag (id -1) when any valid logit is
+// NaN/Inf. Rows: m, each of V floats.
+void greedy_rows(const float* logits, int m, int V, const uint8_t* valid, int32_t* ids, float* logprobs,
+                 cudaStream_t s);
+// Counts non-finite logits per row (all rows): bad (m,) ints.
+void count_nonfinite(const float* logits, int m, int V, int32_t* bad, cudaStream_t s);
+
+}  // namespace ballast::cuda
