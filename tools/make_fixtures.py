@@ -36,6 +36,10 @@ PROMPTS = [
     # Longer than the Gemma 3 fixtures' sliding window (8) on its own.
     "The quick brown fox jumps over the lazy dog, and then it runs back into the forest to",
     "Grüße aus München! 日本語 🙂 def f(x):\n    return x * 2",
+    # 500+ tokens with every tokenizer: attention spans several 256-key chunks, positions pass the
+    # llama3 fixture's original_max_position_embeddings (64) many times over.
+    " ".join(f"Chapter {i}: the river {w} past the old mill, and the miller counted {i * 7} sacks of grain "
+             "before nightfall." for i, w in enumerate(["ran", "wound", "rushed", "crept", "flowed"] * 4)),
 ]
 
 
@@ -119,7 +123,7 @@ LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "hi
 SPECS: list[dict] = [
     dict(name="llama", arch="LlamaForCausalLM", tokenizer="llama3_1", seed=1, form="new",
          cfg=dict(vocab_size=128256, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
                   rope_parameters=dict(rope_theta=10000.0, **LLAMA3_ROPE), rms_norm_eps=1e-5,
                   tie_word_embeddings=True, bos_token_id=128000, eos_token_id=[128001, 128008, 128009]),
          notes="Llama 3.x: llama3 RoPE scaling (new rope_parameters form), GQA, tied head"),
@@ -129,20 +133,20 @@ SPECS: list[dict] = [
          notes="as llama, config.json in the older rope_theta + rope_scaling form"),
     dict(name="mistral", arch="MistralForCausalLM", tokenizer="llama2", seed=2, form="old",
          cfg=dict(vocab_size=32000, hidden_size=16, intermediate_size=48, num_hidden_layers=3,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=2048,
                   rope_parameters=dict(rope_type="default", rope_theta=1000000.0), rms_norm_eps=1e-5,
                   sliding_window=None, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2),
          notes="Mistral: untied LM head, head_dim 8 != hidden/heads (Nemo-like), older config form"),
     dict(name="qwen2", arch="Qwen2ForCausalLM", tokenizer="qwen3", seed=3, form="old",
          cfg=dict(vocab_size=151936, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
                   rope_parameters=dict(rope_type="default", rope_theta=1000000.0), rms_norm_eps=1e-6,
                   tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
                   use_sliding_window=False),
          notes="Qwen2: q/k/v biases, 151936 rows vs 151669 tokenizer ids (padding rows masked), older config form"),
     dict(name="qwen3", arch="Qwen3ForCausalLM", tokenizer="qwen3", seed=4, form="new",
          cfg=dict(vocab_size=151936, hidden_size=8, intermediate_size=24, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
                   rope_parameters=dict(rope_type="default", rope_theta=1000000.0), rms_norm_eps=1e-6,
                   tie_word_embeddings=True, bos_token_id=151643, eos_token_id=[151645, 151643],
                   use_sliding_window=False),
@@ -152,7 +156,7 @@ SPECS: list[dict] = [
     dict(name="gemma3", arch="Gemma3ForCausalLM", tokenizer="gemma3", seed=5, form="new",
          cfg=dict(vocab_size=262144, hidden_size=8, intermediate_size=24, num_hidden_layers=4,
                   num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=24,
-                  sliding_window=8, max_position_embeddings=1024,
+                  sliding_window=8, max_position_embeddings=2048,
                   layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
                   rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                                    "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
@@ -165,7 +169,7 @@ SPECS: list[dict] = [
     dict(name="vocab_gemma3_padding_rows", arch="Gemma3ForCausalLM", tokenizer="gemma3", seed=6, form="old",
          cfg=dict(vocab_size=262208, hidden_size=8, intermediate_size=24, num_hidden_layers=2,
                   num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-                  sliding_window=8, max_position_embeddings=1024,
+                  sliding_window=8, max_position_embeddings=2048,
                   layer_types=["sliding_attention", "full_attention"],
                   rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                                    "full_attention": {"rope_type": "linear", "factor": 8.0,
@@ -179,7 +183,7 @@ SPECS: list[dict] = [
     # Issue 4 (c): tokens added to the tokenizer without resizing the model.
     dict(name="vocab_added_tokens", arch="LlamaForCausalLM", tokenizer="llama2", seed=7, form="old",
          cfg=dict(vocab_size=32000, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
                   rope_parameters=dict(rope_type="default", rope_theta=10000.0), rms_norm_eps=1e-5,
                   tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
          resize_reference=True,
@@ -188,13 +192,13 @@ SPECS: list[dict] = [
                                          {"id": 32002, "content": "<|ballast_extra|>", "special": True}]},
          notes="llama2 tokenizer + 3 added special tokens (ids 32000..32002) with 32000 rows: unembeddable"),
     # Issue 4 (d): eos out of range in generation_config.json (same weights as vocab_added_tokens).
-    dict(name="vocab_eos_out_of_range", like="vocab_added_tokens", tokenizer_patch=None,
+    dict(name="vocab_eos_out_of_range", like="vocab_added_tokens", tokenizer_patch=None, resize_reference=False,
          generation_config_override={"eos_token_id": [2, 40000]},
          notes="generation_config.json eos_token_id [2, 40000] with 32000 rows: 40000 is dropped from the stop set"),
     # Issue 4 (e): one NaN weight in layer 1.
     dict(name="vocab_nan_weight", arch="LlamaForCausalLM", tokenizer="llama2", seed=8, form="old",
          cfg=dict(vocab_size=32000, hidden_size=8, intermediate_size=16, num_hidden_layers=3,
-                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                  num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
                   rope_parameters=dict(rope_type="default", rope_theta=10000.0), rms_norm_eps=1e-5,
                   tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
          post="nan_layer1", reference=False,
@@ -421,7 +425,8 @@ def resize_reference(model_dir: Path, tok, rows: int) -> dict:
             raise NotImplementedError("resize reference for untied heads")
         assert model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
     text = "Call <|tool_call|> then <|tool_result|> done"
-    ids = tok(text)["input_ids"]
+    from tokenizers import Tokenizer
+    ids = Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(text).ids
     assert any(i >= old.shape[0] for i in ids), ids
     gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=None, pad_token_id=0,
                                output_logits=True, return_dict_in_generate=True)
