@@ -25,14 +25,19 @@ thread_local bool t_inside_job = false;
 // are tens of microseconds, so this keeps workers hot across one forward pass.
 constexpr auto kSpin = std::chrono::microseconds(200);
 
-// Spins until pred() or the spin budget runs out; true if pred() became true.
+// Spins until pred() or the spin budget runs out; true if pred() became true. Yields
+// every few microseconds so that on an oversubscribed machine a spinning thread hands
+// its core to runnable threads (often our own preempted worker or caller).
 template <class Pred>
 bool spin_until(Pred pred) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0;; ++i) {
     if (pred()) return true;
     BALLAST_CPU_RELAX();
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() - start > kSpin) return pred();
+    if ((i & 63) == 63) {
+      if (std::chrono::steady_clock::now() - start > kSpin) return pred();
+      sched_yield();
+    }
   }
 }
 
