@@ -19,8 +19,10 @@ std::map<const CLI::App*, std::function<int()>> g_handlers;
 void on_run(CLI::App* sub, std::function<int()> fn) { g_handlers[sub] = std::move(fn); }
 
 std::string Options::env_name(const std::string& flag) {
+  // First long name of "--threads,-t" -> BALLAST_THREADS.
+  std::string name = flag.substr(0, flag.find(','));
   std::string s = "BALLAST_";
-  for (char c : flag.substr(flag.find_first_not_of('-'))) s += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  for (char c : name.substr(name.find_first_not_of('-'))) s += c == '-' ? '_' : static_cast<char>(std::toupper(c));
   return s;
 }
 
@@ -75,7 +77,7 @@ CLI::Option* Options::add_flag(CLI::App* app, const std::string& name, bool& var
 
 void Options::record(const std::string& name, const std::string& env, CLI::Option* o,
                      std::function<std::string()> v) {
-  OptionInfo info{name, env, o, std::move(v), ""};
+  OptionInfo info{name.substr(0, name.find(',')), env, o, std::move(v), ""};
   info.default_value = info.value();
   opts_.push_back(std::move(info));
 }
@@ -146,6 +148,11 @@ int run(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
+    if (argc > 1 && argv[1][0] != '-' && app.get_subcommands().empty()) {
+      bool known = false;
+      for (auto* s : app.get_subcommands({})) known |= s->get_name() == argv[1];
+      if (!known) what = std::string("unknown command '") + argv[1] + "'";
+    }
     if (what.empty()) what = e.get_name();
     std::cerr << "error: " << what << " (see ballast --help)\n";
     return 2;
