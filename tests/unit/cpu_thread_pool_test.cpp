@@ -63,6 +63,18 @@ TEST(CpuThreadPool, RunOnAll) {
   for (auto& s : seen) EXPECT_EQ(s.load(), 1);
 }
 
+TEST(CpuThreadPool, ConcurrentCallersAreSafe) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  auto caller = [&] {
+    for (int it = 0; it < 2000; ++it) pool.parallel_for(32, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+  };
+  std::thread a(caller), b(caller);
+  a.join();
+  b.join();
+  EXPECT_EQ(total.load(), 2 * 2000 * 32);
+}
+
 TEST(CpuThreadPool, SurvivesIdleSleep) {
   ThreadPool pool(2);
   std::atomic<int> c{0};
