@@ -81,21 +81,30 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::work_on(uint32_t gen) {
+// Claim word layout: generation (24 bits) | chunk count (20) | next chunk index (20).
+// A fetch_add result describes its job completely: a valid index means a chunk of
+// that job, whose fields stay stable until the chunk is done, so a worker can safely
+// run chunks of whichever job the word belongs to.
+namespace {
+constexpr int kIdxBits = 20, kCountBits = 20;
+constexpr uint64_t kIdxMask = (1ull << kIdxBits) - 1, kCountMask = (1ull << kCountBits) - 1;
+}  // namespace
+
+uint64_t ThreadPool::pack_claim(uint32_t gen, uint32_t n_chunks) {
+  return (static_cast<uint64_t>(gen & 0xFFFFFFu) << (kIdxBits + kCountBits)) |
+         (static_cast<uint64_t>(n_chunks) << kIdxBits);
+}
+
+void ThreadPool::work_on() {
   t_inside_job = true;
-  uint64_t s = claim_.load(std::memory_order_acquire);
   for (;;) {
-    if (static_cast<uint32_t>(s >> 32) != gen) break;  // a newer job: not ours
-    const uint32_t idx = static_cast<uint32_t>(s);
-    // n_chunks_ may already belong to a newer job; the CAS below then fails.
-    if (idx >= n_chunks_.load(std::memory_order_acquire)) break;
-    if (!claim_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    const uint64_t c = claim_.fetch_add(1, std::memory_order_acq_rel);
+    const uint64_t idx = c & kIdxMask, n_chunks = (c >> kIdxBits) & kCountMask;
+    if (idx >= n_chunks) break;  // job exhausted (or finished): touch nothing
     const int64_t b = static_cast<int64_t>(idx) * chunk_;
     const int64_t e = b + chunk_ < n_ ? b + chunk_ : n_;
     fn_(ctx_, b, e);
-    const uint32_t done = done_chunks_.fetch_add(1, std::memory_order_acq_rel) + 1;
-    if (done == n_chunks_.load(std::memory_order_relaxed)) done_chunks_.notify_one();
-    s = claim_.load(std::memory_order_acquire);
+    if (done_chunks_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks) done_chunks_.notify_one();
   }
   t_inside_job = false;
 }
@@ -111,7 +120,7 @@ void ThreadPool::worker_main() {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    work_on(seen);
+    work_on();
   }
 }
 
@@ -122,22 +131,23 @@ void ThreadPool::parallel_for_impl(int64_t n, int64_t grain, RangeFn fn, void* c
     fn(ctx, 0, n);
     return;
   }
-  // ~4 chunks per thread balances uneven progress without much atomic traffic.
-  int64_t chunk = (n + 4 * n_threads_ - 1) / (4 * n_threads_);
+  // A few chunks per thread balance uneven progress; more would only add traffic on
+  // the shared claim word (it dominates the cost of tiny jobs on many cores).
+  const int64_t per_thread = n_threads_ <= 4 ? 4 : 2;
+  int64_t chunk = (n + per_thread * n_threads_ - 1) / (per_thread * n_threads_);
   chunk = (chunk + grain - 1) / grain * grain;
   const uint32_t n_chunks = static_cast<uint32_t>((n + chunk - 1) / chunk);
   fn_ = fn;
   ctx_ = ctx;
   n_ = n;
   chunk_ = chunk;
-  n_chunks_.store(n_chunks, std::memory_order_relaxed);
   done_chunks_.store(0, std::memory_order_relaxed);
   const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
-  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  claim_.store(pack_claim(gen, n_chunks), std::memory_order_release);
   generation_.store(gen, std::memory_order_release);
   // Sleeping workers need a futex wake; libstdc++ skips the syscall when none waits.
   generation_.notify_all();
-  work_on(gen);
+  work_on();
   // Every chunk is claimed now; wait only for chunks still running elsewhere.
   if (!spin_until([&] { return done_chunks_.load(std::memory_order_acquire) == n_chunks; })) {
     for (uint32_t d = done_chunks_.load(); d != n_chunks; d = done_chunks_.load()) done_chunks_.wait(d);

@@ -51,21 +51,22 @@ class ThreadPool {
  private:
   using RangeFn = void (*)(void*, int64_t, int64_t);
   void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn, void* ctx);
-  void work_on(uint32_t gen);  // claims and runs chunks of job `gen` until none left
+  static uint64_t pack_claim(uint32_t gen, uint32_t n_chunks);
+  void work_on();  // claims and runs chunks of the current job until none is left
   void worker_main();
 
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
 
-  // Current job; written by the caller before generation_ is bumped and stable until
-  // done_chunks_ reaches n_chunks_.
+  // Current job; written by the caller before claim_ is published and stable until
+  // done_chunks_ reaches its chunk count.
   RangeFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_ = 0;
   int64_t chunk_ = 1;
-  std::atomic<uint32_t> n_chunks_{0};
-  // (generation << 32) | next chunk index; claimed by CAS so a late worker can never
-  // take a chunk of a newer job by mistake.
+  // Generation | chunk count | next chunk index (see pack_claim); chunks are taken
+  // with fetch_add, and a late worker can only ever take a valid chunk of the job
+  // the word currently describes.
   alignas(64) std::atomic<uint64_t> claim_{0};
   alignas(64) std::atomic<uint32_t> done_chunks_{0};
   alignas(64) std::atomic<uint32_t> generation_{0};
