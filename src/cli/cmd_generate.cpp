@@ -31,9 +31,12 @@ nlohmann::json parse_id_list(const std::string& s) {
     t.erase(0, t.find_first_not_of(" \t"));
     t.erase(t.find_last_not_of(" \t") + 1);
     if (!t.empty() || e < s.size()) {
+      // Integers too large for 64 bits would become doubles ("1e+20"): keep the text so
+      // the error names the id as typed.
+      bool integer_text = !t.empty() && t.find_first_not_of("-0123456789") == std::string::npos;
       try {
         auto v = nlohmann::json::parse(t);
-        arr.push_back(v.is_number() ? v : nlohmann::json(t));
+        arr.push_back(v.is_number() && (v.is_number_integer() || !integer_text) ? v : nlohmann::json(t));
       } catch (...) {
         arr.push_back(t);
       }

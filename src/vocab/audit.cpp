@@ -201,6 +201,10 @@ Status validate_ids(const nlohmann::json& ids, const VocabAudit& a, const std::s
     if (v.is_number_float()) {
       double d = v.get<double>();
       if (d != std::floor(d)) return error(ErrorCode::kInvalidTokenId, at + " is not an integer; " + range_text(a));
+    } else if (v.is_string() && !v.get<std::string>().empty() &&
+               v.get<std::string>().find_first_not_of("-0123456789") == std::string::npos) {
+      return error(ErrorCode::kInvalidTokenId, what + "[" + std::to_string(i) + "] = " + v.get<std::string>() +
+                                                   " is beyond 32 bits; " + range_text(a));
     } else if (!v.is_number_integer()) {
       return error(ErrorCode::kInvalidTokenId, at + " is not an integer; " + range_text(a));
     }
