@@ -23,6 +23,10 @@ struct WeightView {
 
 // x: (n, cols) -> y: (n, rows), y = x @ w^T. cols must be a multiple of w's block
 // size. y must not alias x. Uses every thread of `pool`.
+// Quantized weights with small n: x is quantized to 8 bits per 32 values (one float
+// scale each, like llama.cpp's Q8 activations; ~0.5% relative error per dot) and
+// dotted with integer kernels (AVX2, AVX-VNNI when present). Larger n and float
+// weights: f32 activations against dequantized weight tiles through sgemm.
 void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool);
 
 // Same, single-threaded (for callers already inside a parallel region).
