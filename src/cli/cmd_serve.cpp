@@ -135,7 +135,7 @@ void add_serve(CLI::App& app, Options& o) {
   o.add(c, "--host", cfg.host, "address to listen on (loopback by default)");
   o.add(c, "--port", cfg.port, "TCP port (0: any free port)");
   // Not in the options registry: `ballast config` must not print the key.
-  c->add_option("--api-key", cfg.api_key, "require 'Authorization: Bearer KEY' on every route but /health  [env BALLAST_API_KEY]")
+  c->add_option("--api-key", cfg.api_key, "require 'Authorization: Bearer KEY' on every route but /health")
       ->envname("BALLAST_API_KEY");
   o.add(c, "--api-key-file", a->api_key_file, "read the API key from this file");
   o.add(c, "--ctx-size", cfg.ctx_size, "context size in tokens per sequence (0: the model's, at most 4096)");

@@ -70,7 +70,7 @@ const std::map<std::string, std::string>& Options::env_file_values() { return g_
 
 CLI::Option* Options::add_flag(CLI::App* app, const std::string& name, bool& var, const std::string& desc) {
   std::string env = env_name(name);
-  auto* o = app->add_flag(name, var, desc + "  [env " + env + "]")->envname(env);
+  auto* o = app->add_flag(name, var, desc)->envname(env);
   record(name, env, o, [&var] { return var ? std::string("true") : std::string("false"); });
   return o;
 }

@@ -31,7 +31,7 @@ class Options {
   template <class T>
   CLI::Option* add(CLI::App* app, const std::string& name, T& var, const std::string& desc) {
     std::string env = env_name(name);
-    auto* o = app->add_option(name, var, desc + "  [env " + env + "]")->envname(env);
+    auto* o = app->add_option(name, var, desc)->envname(env);
     record(name, env, o, [&var] { return to_text(var); });
     return o;
   }
