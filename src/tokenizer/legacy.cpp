@@ -108,8 +108,4 @@ Result<std::unique_ptr<Tokenizer>> load_gpt2_legacy(const std::string& dir_str, 
   return std::unique_ptr<Tokenizer>(std::move(tok));
 }
 
-Result<std::unique_ptr<Tokenizer>> load_sentencepiece_model(const std::string& path, const json& cfg) {
-  return error(ErrorCode::kUnsupported, path + ": SentencePiece tokenizer.model is not supported yet");
-}
-
 }  // namespace ballast::tokenizer
