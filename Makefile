@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODEL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ballast/models
 DEFAULT_MODEL := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
 APT_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev \
-  libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev libutf8proc-dev libopenblas-dev libgtest-dev \
+  libspdlog-dev libfmt-dev libcli11-dev libpcre2-dev libutf8proc-dev libsentencepiece-dev libopenblas-dev libgtest-dev \
   zstd python3-venv unzip curl
 PORT ?= 8080
 HOST ?= 127.0.0.1

@@ -8,5 +8,5 @@ objs=$(cd $b && ninja -t targets all | grep -oE "CMakeFiles/ballast_lib.dir/src/
 (cd $b && ninja -j${JOBS:-2} $objs >/dev/null)
 mkdir -p $b/bin
 g++ -std=c++20 -O2 -DPCRE2_CODE_UNIT_WIDTH=8 -I$root/src $root/tests/tokenizer/tools/tok_cli.cpp \
-  $(for o in $objs; do echo $b/$o; done) -lpcre2-8 -lutf8proc -lpthread -o $b/bin/tok_cli
+  $(for o in $objs; do echo $b/$o; done) -lpcre2-8 -lutf8proc -lsentencepiece -lpthread -o $b/bin/tok_cli
 echo $b/bin/tok_cli
