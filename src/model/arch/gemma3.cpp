@@ -20,9 +20,9 @@ struct GemmaLayer {
   bool sliding = false;
 };
 
-class Gemma3Model : public Model {
+class Gemma3Model : public DecoderModel {
  public:
-  Gemma3Model(ModelConfig cfg, std::shared_ptr<WeightSet> ws) : cfg_(std::move(cfg)), ws_(std::move(ws)) {}
+  using DecoderModel::DecoderModel;
 
   Result<std::vector<float>> norm(const std::string& name, int64_t n) {
     BALLAST_ASSIGN_OR_RETURN(auto w, ws_->get_f32(name, n));
@@ -30,19 +30,10 @@ class Gemma3Model : public Model {
     return w;
   }
 
-  Status init() {
+  Status init() override {
     const auto& c = cfg_;
     const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    emb_ = ws_->find("model.embed_tokens.weight");
-    if (!emb_) return error(ErrorCode::kNotFound, ws_->origin + ": tensor 'model.embed_tokens.weight' missing");
-    if (emb_->shape.size() != 2 || emb_->shape[1] != H)
-      return error(ErrorCode::kFormatError, ws_->origin + ": tensor '" + emb_->stored_as + "' has shape " +
-                                                shape_str(emb_->shape) + ", expected (rows, " + std::to_string(H) + ")");
-    const Weight* head = ws_->find("lm_head.weight");
-    tied_ = head == nullptr || c.tie_embeddings;
-    head_ = tied_ ? emb_ : head;
-    if (head_->shape.size() != 2 || head_->shape[1] != H)
-      return error(ErrorCode::kFormatError, ws_->origin + ": tensor '" + head_->stored_as + "' has shape " + shape_str(head_->shape));
+    BALLAST_RETURN_IF_ERROR(bind_embeddings());
     BALLAST_ASSIGN_OR_RETURN(final_norm_, norm("model.norm.weight", H));
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -65,18 +56,6 @@ class Gemma3Model : public Model {
     inv_freq_global_ = rope_inv_freq(c.rope, c.head_dim);
     inv_freq_local_ = rope_inv_freq(c.rope_local, c.head_dim);
     return Status();
-  }
-
-  const ModelConfig& config() const override { return cfg_; }
-  const WeightSet& weights() const override { return *ws_; }
-  int64_t embedding_rows() const override { return emb_->shape[0]; }
-  int64_t head_rows() const override { return head_->shape[0]; }
-  bool tied() const override { return tied_; }
-
-  Status resize_embeddings(int64_t rows) override {
-    BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "model.embed_tokens.weight", rows));
-    if (!tied_) BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "lm_head.weight", rows));
-    return init();
   }
 
   Status forward(const Batch& b, engine::KvCache& kv, std::vector<float>& logits,
@@ -125,22 +104,13 @@ class Gemma3Model : public Model {
       if (opts.check_numerics)
         BALLAST_RETURN_IF_ERROR(check_finite(x.data(), n, H, "layer " + std::to_string(l), b));
     }
-    std::vector<float> sel = select_logit_rows(x.data(), b, H);  // (m, H)
-    const int64_t m = static_cast<int64_t>(sel.size()) / H;
-    for (int64_t t = 0; t < m; ++t) cpu::rmsnorm(&sel[t * H], &sel[t * H], final_norm_.data(), H, eps);
-    logits.resize(m * head_rows());
-    linear(*head_, sel.data(), m, logits.data(), pool);
+    head_logits(x.data(), b, final_norm_, logits);
     if (c.final_logit_softcap > 0)
       cpu::softcap(logits.data(), static_cast<float>(c.final_logit_softcap), static_cast<int64_t>(logits.size()));
     return Status();
   }
 
  private:
-  ModelConfig cfg_;
-  std::shared_ptr<WeightSet> ws_;
-  const Weight* emb_ = nullptr;
-  const Weight* head_ = nullptr;
-  bool tied_ = true;
   std::vector<float> final_norm_, inv_freq_global_, inv_freq_local_;
   std::vector<GemmaLayer> layers_;
 };

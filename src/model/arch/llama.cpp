@@ -17,29 +17,14 @@ struct LlamaLayer {
   std::vector<float> ln1, ln2, q_norm, k_norm, bq, bk, bv;
 };
 
-class LlamaModel : public Model {
+class LlamaModel : public DecoderModel {
  public:
-  LlamaModel(ModelConfig cfg, std::shared_ptr<WeightSet> ws) : cfg_(std::move(cfg)), ws_(std::move(ws)) {}
+  using DecoderModel::DecoderModel;
 
-  Status init() {
+  Status init() override {
     const auto& c = cfg_;
     const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    const Weight* emb = ws_->find("model.embed_tokens.weight");
-    if (!emb) return error(ErrorCode::kNotFound, ws_->origin + ": tensor 'model.embed_tokens.weight' missing");
-    if (emb->shape.size() != 2 || emb->shape[1] != H)
-      return error(ErrorCode::kFormatError, ws_->origin + ": tensor '" + emb->stored_as + "' has shape " +
-                                                shape_str(emb->shape) + ", expected (rows, " + std::to_string(H) + ")");
-    emb_ = emb;
-    const Weight* head = ws_->find("lm_head.weight");
-    // HF ties when the config says so, even if a checkpoint also saved lm_head.
-    tied_ = head == nullptr || c.tie_embeddings;
-    if (!tied_) {
-      if (head->shape.size() != 2 || head->shape[1] != H)
-        return error(ErrorCode::kFormatError, ws_->origin + ": tensor '" + head->stored_as + "' has shape " + shape_str(head->shape));
-      head_ = head;
-    } else {
-      head_ = emb_;
-    }
+    BALLAST_RETURN_IF_ERROR(bind_embeddings());
     BALLAST_ASSIGN_OR_RETURN(final_norm_, ws_->get_f32("model.norm.weight", H));
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -71,18 +56,6 @@ class LlamaModel : public Model {
       (void)rf;
     }
     return Status();
-  }
-
-  const ModelConfig& config() const override { return cfg_; }
-  const WeightSet& weights() const override { return *ws_; }
-  int64_t embedding_rows() const override { return emb_->shape[0]; }
-  int64_t head_rows() const override { return head_->shape[0]; }
-  bool tied() const override { return tied_; }
-
-  Status resize_embeddings(int64_t rows) override {
-    BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "model.embed_tokens.weight", rows));
-    if (!tied_) BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "lm_head.weight", rows));
-    return init();
   }
 
   Status forward(const Batch& b, engine::KvCache& kv, std::vector<float>& logits,
@@ -125,20 +98,11 @@ class LlamaModel : public Model {
       if (opts.check_numerics)
         BALLAST_RETURN_IF_ERROR(check_finite(x.data(), n, H, "layer " + std::to_string(l), b));
     }
-    std::vector<float> sel = select_logit_rows(x.data(), b, H);  // (m, H)
-    const int64_t m = static_cast<int64_t>(sel.size()) / H;
-    for (int64_t t = 0; t < m; ++t) cpu::rmsnorm(&sel[t * H], &sel[t * H], final_norm_.data(), H, eps);
-    logits.resize(m * head_rows());
-    linear(*head_, sel.data(), m, logits.data(), pool);
+    head_logits(x.data(), b, final_norm_, logits);
     return Status();
   }
 
  private:
-  ModelConfig cfg_;
-  std::shared_ptr<WeightSet> ws_;
-  const Weight* emb_ = nullptr;
-  const Weight* head_ = nullptr;
-  bool tied_ = true;
   std::vector<float> final_norm_, inv_freq_;
   std::vector<LlamaLayer> layers_;
 };

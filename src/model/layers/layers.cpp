@@ -147,3 +147,38 @@ Status grow_rows(WeightSet& ws, const std::string& name, int64_t new_rows) {
 }
 
 }  // namespace ballast::model
+
+namespace ballast::model {
+
+Status DecoderModel::resize_embeddings(int64_t rows) {
+  BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "model.embed_tokens.weight", rows));
+  if (!tied_) BALLAST_RETURN_IF_ERROR(grow_rows(*ws_, "lm_head.weight", rows));
+  return init();
+}
+
+Status DecoderModel::bind_embeddings() {
+  const int64_t H = cfg_.hidden;
+  emb_ = ws_->find("model.embed_tokens.weight");
+  if (!emb_) return error(ErrorCode::kNotFound, ws_->origin + ": tensor 'model.embed_tokens.weight' missing");
+  const Weight* head = ws_->find("lm_head.weight");
+  tied_ = head == nullptr || cfg_.tie_embeddings;
+  head_ = tied_ ? emb_ : head;
+  for (const Weight* w : {emb_, head_})
+    if (w->shape.size() != 2 || w->shape[1] != H)
+      return error(ErrorCode::kFormatError, ws_->origin + ": tensor '" + w->stored_as + "' has shape " +
+                                                shape_str(w->shape) + ", expected (rows, " + std::to_string(H) + ")");
+  return Status();
+}
+
+void DecoderModel::head_logits(const float* x, const Batch& b, const std::vector<float>& final_norm,
+                               std::vector<float>& logits) {
+  const int64_t H = cfg_.hidden;
+  std::vector<float> sel = select_logit_rows(x, b, H);  // (m, H)
+  const int64_t m = static_cast<int64_t>(sel.size()) / H;
+  const float eps = static_cast<float>(cfg_.rms_eps);
+  for (int64_t t = 0; t < m; ++t) cpu::rmsnorm(&sel[t * H], &sel[t * H], final_norm.data(), H, eps);
+  logits.resize(m * head_rows());
+  linear(*head_, sel.data(), m, logits.data(), *pool_);
+}
+
+}  // namespace ballast::model

@@ -50,3 +50,37 @@ std::vector<float> select_logit_rows(const float* x, const Batch& batch, int64_t
 Status grow_rows(WeightSet& ws, const std::string& name, int64_t new_rows);
 
 }  // namespace ballast::model
+
+namespace ballast::model {
+
+// What every decoder architecture shares: config, weights, the embedding and the
+// (possibly tied) LM head, and --resize-embeddings. Subclasses implement init() (bind
+// their layer weights; called again after a resize) and forward().
+class DecoderModel : public Model {
+ public:
+  DecoderModel(ModelConfig cfg, std::shared_ptr<WeightSet> ws) : cfg_(std::move(cfg)), ws_(std::move(ws)) {}
+  virtual Status init() = 0;
+
+  const ModelConfig& config() const override { return cfg_; }
+  const WeightSet& weights() const override { return *ws_; }
+  int64_t embedding_rows() const override { return emb_->shape[0]; }
+  int64_t head_rows() const override { return head_->shape[0]; }
+  bool tied() const override { return tied_; }
+  Status resize_embeddings(int64_t rows) override;
+
+ protected:
+  // Binds model.embed_tokens.weight and lm_head.weight (HF ties when the config says
+  // so, even if a checkpoint also saved lm_head), checking both are (rows, hidden).
+  Status bind_embeddings();
+  // Final norm on the rows that want logits, then the head: logits (m, head_rows()).
+  void head_logits(const float* x, const Batch& b, const std::vector<float>& final_norm,
+                   std::vector<float>& logits);
+
+  ModelConfig cfg_;
+  std::shared_ptr<WeightSet> ws_;
+  const Weight* emb_ = nullptr;
+  const Weight* head_ = nullptr;
+  bool tied_ = true;
+};
+
+}  // namespace ballast::model
