@@ -41,6 +41,22 @@ fi
 say "CLI: --debug-sync"
 "$BUILD/bin/ballast" bench --device cuda --debug-sync --model random:smollm2-135m -p 64 -n 8 -r 1 || fail=1
 
+say "serve --device cuda: a bad id is a 400 and the next request still runs (no dead CUDA context)"
+PORT=${GPU_SERVE_PORT:-18765}
+"$BUILD/bin/ballast" serve --device cuda --model random:smollm2-135m --port $PORT > "${LOG:-/tmp}/serve_gpu.log" 2>&1 &
+spid=$!
+for i in $(seq 1 120); do
+  curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PORT/health 2>/dev/null | grep -q 200 && break; sleep 1
+done
+post() { curl -s -o /tmp/gpu_resp.json -w '%{http_code}' http://127.0.0.1:$PORT/v1/completions -H 'Content-Type: application/json' -d "$1"; }
+c1=$(post '{"model":"random:smollm2-135m","prompt":[1,2,3],"max_tokens":4,"temperature":0}'); r1=$(cat /tmp/gpu_resp.json)
+c2=$(post '{"model":"random:smollm2-135m","prompt":[1,49152],"max_tokens":4}'); r2=$(cat /tmp/gpu_resp.json)
+c3=$(post '{"model":"random:smollm2-135m","prompt":[1,2,3],"max_tokens":4,"temperature":0}'); r3=$(cat /tmp/gpu_resp.json)
+echo "valid: $c1 $r1"; echo "bad id: $c2 $r2"; echo "valid again: $c3 $r3"
+kill -TERM $spid; wait $spid; echo "serve exit: $?"
+t1=$(echo "$r1" | grep -o '"text":"[^"]*"'); t3=$(echo "$r3" | grep -o '"text":"[^"]*"')
+if [[ $c1 == 200 && $c2 == 400 && $c3 == 200 && $r2 == *invalid_token_id* && -n "$t1" && "$t1" == "$t3" ]]; then echo ok; else echo "FAIL: serve --device cuda"; fail=1; fi
+
 if [[ ${SANITIZE:-1} == 1 ]]; then
   say "compute-sanitizer --tool memcheck"
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
