@@ -31,12 +31,6 @@ json chat_logprobs(const tokenizer::Tokenizer& tok, const std::vector<TokenLogpr
   return content;
 }
 
-json usage_json(int64_t prompt, int64_t completion, int64_t truncated) {
-  json u = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
-  if (truncated > 0) u["truncated_prompt_tokens"] = truncated;
-  return u;
-}
-
 }  // namespace
 
 void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
@@ -83,8 +77,7 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
                          {"message", {{"role", "assistant"}, {"content", text[c]}}},
                          {"logprobs", p->logprobs ? json{{"content", lps[c]}} : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
-    s.metrics.request_duration.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+    observe_request(s, arrival);
     return send_json(res, {{"id", id},
                            {"object", "chat.completion"},
                            {"created", created},
@@ -122,21 +115,12 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
           return chunk(d.index, delta, lp, d.finish_reason);
         },
         [&] { return sink.client_gone(); });
-    if (err) {
-      sink.write(sse_event(err->to_json()));
-      sink.write(sse_done());
-      return;
-    }
-    if (sink.client_gone()) return;
-    if (p->include_usage) {
-      json u = {{"id", id},       {"object", "chat.completion.chunk"}, {"created", created},
-                {"model", model}, {"system_fingerprint", nullptr},     {"choices", json::array()},
-                {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
-      sink.write(sse_event(u));
-    }
-    sink.write(sse_done());
-    s.metrics.request_duration.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+    json usage_chunk;
+    if (p->include_usage)
+      usage_chunk = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                     {"system_fingerprint", nullptr}, {"choices", json::array()},
+                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
+    finish_stream(s, sink, err, usage_chunk, arrival);
   };
 }
 

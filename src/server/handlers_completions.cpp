@@ -33,12 +33,6 @@ struct LegacyLogprobs {
   }
 };
 
-json usage_json(int64_t prompt, int64_t completion, int64_t truncated) {
-  json u = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
-  if (truncated > 0) u["truncated_prompt_tokens"] = truncated;
-  return u;
-}
-
 }  // namespace
 
 void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
@@ -108,8 +102,7 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
                          {"text", text[c]},
                          {"logprobs", p->logprobs ? lps[c].to_json() : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
-    s.metrics.request_duration.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+    observe_request(s, arrival);
     return send_json(res, {{"id", id},
                            {"object", "text_completion"},
                            {"created", created},
@@ -156,21 +149,12 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
           return chunk(d.index, d.text, lp, d.finish_reason);
         },
         [&] { return sink.client_gone(); });
-    if (err) {
-      sink.write(sse_event(err->to_json()));
-      sink.write(sse_done());
-      return;
-    }
-    if (sink.client_gone()) return;
-    if (p->include_usage) {
-      json u = {{"id", id},         {"object", "text_completion"}, {"created", created},
-                {"model", model},   {"system_fingerprint", nullptr}, {"choices", json::array()},
-                {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
-      sink.write(sse_event(u));
-    }
-    sink.write(sse_done());
-    s.metrics.request_duration.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+    json usage_chunk;
+    if (p->include_usage)
+      usage_chunk = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
+                     {"system_fingerprint", nullptr}, {"choices", json::array()},
+                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
+    finish_stream(s, sink, err, usage_chunk, arrival);
   };
 }
 

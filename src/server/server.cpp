@@ -310,4 +310,28 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
   return {};
 }
 
+nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated) {
+  nlohmann::json u = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  if (truncated > 0) u["truncated_prompt_tokens"] = truncated;
+  return u;
+}
+
+void observe_request(Server& s, std::chrono::steady_clock::time_point arrival) {
+  s.metrics.request_duration.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());
+}
+
+void finish_stream(Server& s, StreamSink& sink, const MaybeError& err, const nlohmann::json& usage_chunk,
+                   std::chrono::steady_clock::time_point arrival) {
+  if (err) {
+    sink.write(sse_event(err->to_json()));
+    sink.write(sse_done());
+    return;
+  }
+  if (sink.client_gone()) return;
+  if (!usage_chunk.is_null()) sink.write(sse_event(usage_chunk));
+  sink.write(sse_done());
+  observe_request(s, arrival);
+}
+
 }  // namespace ballast::server

@@ -2,6 +2,7 @@
 // metrics, prompt builder), route table and lifecycle (listen while loading, ready,
 // drain on SIGTERM).
 #pragma once
+#include <chrono>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -93,5 +94,14 @@ struct PreparedRequest {
 MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::vector<int32_t>> prompts,
                            bool default_max_to_context, PreparedRequest& out);
 MaybeError check_model(const Server& s, const std::string& model);
+
+// OpenAI "usage" object; truncated_prompt_tokens only when the prompt was truncated.
+nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated);
+// Records a generation request's time from arrival to its last byte.
+void observe_request(Server& s, std::chrono::steady_clock::time_point arrival);
+// Ends a stream the same way for both endpoints: the error event if generation failed,
+// else the usage chunk (when usage_chunk is not null), then [DONE].
+void finish_stream(Server& s, StreamSink& sink, const MaybeError& err, const nlohmann::json& usage_chunk,
+                   std::chrono::steady_clock::time_point arrival);
 
 }  // namespace ballast::server
