@@ -11,7 +11,6 @@
 namespace ballast::model {
 namespace {
 
-std::string L(int64_t l, const char* suffix) { return "model.layers." + std::to_string(l) + "." + suffix; }
 
 struct GemmaLayer {
   const Weight *q, *k, *v, *o, *gate, *up, *down;
@@ -38,19 +37,19 @@ class Gemma3Model : public DecoderModel {
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       auto& ly = layers_[l];
-      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(L(l, "self_attn.q_proj.weight"), {qd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(L(l, "self_attn.k_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(L(l, "self_attn.v_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(L(l, "self_attn.o_proj.weight"), {H, qd}));
-      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(L(l, "mlp.gate_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(L(l, "mlp.up_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(L(l, "mlp.down_proj.weight"), {H, c.ffn}));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_in, norm(L(l, "input_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_attn, norm(L(l, "post_attention_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_pre_ffw, norm(L(l, "pre_feedforward_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_ffw, norm(L(l, "post_feedforward_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.q_norm, norm(L(l, "self_attn.q_norm.weight"), c.head_dim));
-      BALLAST_ASSIGN_OR_RETURN(ly.k_norm, norm(L(l, "self_attn.k_norm.weight"), c.head_dim));
+      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(layer_name(l, "self_attn.q_proj.weight"), {qd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(layer_name(l, "self_attn.k_proj.weight"), {kd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(layer_name(l, "self_attn.v_proj.weight"), {kd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(layer_name(l, "self_attn.o_proj.weight"), {H, qd}));
+      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(layer_name(l, "mlp.gate_proj.weight"), {c.ffn, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(layer_name(l, "mlp.up_proj.weight"), {c.ffn, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(layer_name(l, "mlp.down_proj.weight"), {H, c.ffn}));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_in, norm(layer_name(l, "input_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_attn, norm(layer_name(l, "post_attention_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_pre_ffw, norm(layer_name(l, "pre_feedforward_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_ffw, norm(layer_name(l, "post_feedforward_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.q_norm, norm(layer_name(l, "self_attn.q_norm.weight"), c.head_dim));
+      BALLAST_ASSIGN_OR_RETURN(ly.k_norm, norm(layer_name(l, "self_attn.k_norm.weight"), c.head_dim));
       ly.sliding = l < static_cast<int64_t>(c.layer_sliding.size()) && c.layer_sliding[l];
     }
     inv_freq_global_ = rope_inv_freq(c.rope, c.head_dim);
@@ -179,15 +178,9 @@ std::vector<std::string> required(const ModelConfig& c) {
                           "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
                           "input_layernorm.weight", "post_attention_layernorm.weight",
                           "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"})
-      r.push_back(L(l, s));
+      r.push_back(layer_name(l, s));
   if (!c.tie_embeddings) r.push_back("lm_head.weight");
   return r;
-}
-
-Result<std::unique_ptr<Model>> create(ModelConfig cfg, std::shared_ptr<WeightSet> ws) {
-  auto m = std::make_unique<Gemma3Model>(std::move(cfg), std::move(ws));
-  BALLAST_RETURN_IF_ERROR(m->init());
-  return std::unique_ptr<Model>(std::move(m));
 }
 
 }  // namespace
@@ -218,7 +211,7 @@ const ArchSpec& gemma3_arch() {
           {"blk.{}.ffn_down.weight", "model.layers.{}.mlp.down_proj.weight"},
       },
       required,
-      create,
+      create_decoder<Gemma3Model>,
   };
   return kSpec;
 }

@@ -10,7 +10,6 @@
 namespace ballast::model {
 namespace {
 
-std::string L(int64_t l, const char* suffix) { return "model.layers." + std::to_string(l) + "." + suffix; }
 
 struct LlamaLayer {
   const Weight *q, *k, *v, *o, *gate, *up, *down;
@@ -29,23 +28,23 @@ class LlamaModel : public DecoderModel {
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       auto& ly = layers_[l];
-      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(L(l, "self_attn.q_proj.weight"), {qd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(L(l, "self_attn.k_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(L(l, "self_attn.v_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(L(l, "self_attn.o_proj.weight"), {H, qd}));
-      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(L(l, "mlp.gate_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(L(l, "mlp.up_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(L(l, "mlp.down_proj.weight"), {H, c.ffn}));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln1, ws_->get_f32(L(l, "input_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln2, ws_->get_f32(L(l, "post_attention_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(layer_name(l, "self_attn.q_proj.weight"), {qd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(layer_name(l, "self_attn.k_proj.weight"), {kd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(layer_name(l, "self_attn.v_proj.weight"), {kd, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(layer_name(l, "self_attn.o_proj.weight"), {H, qd}));
+      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(layer_name(l, "mlp.gate_proj.weight"), {c.ffn, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(layer_name(l, "mlp.up_proj.weight"), {c.ffn, H}));
+      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(layer_name(l, "mlp.down_proj.weight"), {H, c.ffn}));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln1, ws_->get_f32(layer_name(l, "input_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln2, ws_->get_f32(layer_name(l, "post_attention_layernorm.weight"), H));
       if (c.qk_norm) {
-        BALLAST_ASSIGN_OR_RETURN(ly.q_norm, ws_->get_f32(L(l, "self_attn.q_norm.weight"), c.head_dim));
-        BALLAST_ASSIGN_OR_RETURN(ly.k_norm, ws_->get_f32(L(l, "self_attn.k_norm.weight"), c.head_dim));
+        BALLAST_ASSIGN_OR_RETURN(ly.q_norm, ws_->get_f32(layer_name(l, "self_attn.q_norm.weight"), c.head_dim));
+        BALLAST_ASSIGN_OR_RETURN(ly.k_norm, ws_->get_f32(layer_name(l, "self_attn.k_norm.weight"), c.head_dim));
       }
       if (c.attn_bias) {
-        BALLAST_ASSIGN_OR_RETURN(ly.bq, ws_->get_f32(L(l, "self_attn.q_proj.bias"), qd));
-        BALLAST_ASSIGN_OR_RETURN(ly.bk, ws_->get_f32(L(l, "self_attn.k_proj.bias"), kd));
-        BALLAST_ASSIGN_OR_RETURN(ly.bv, ws_->get_f32(L(l, "self_attn.v_proj.bias"), kd));
+        BALLAST_ASSIGN_OR_RETURN(ly.bq, ws_->get_f32(layer_name(l, "self_attn.q_proj.bias"), qd));
+        BALLAST_ASSIGN_OR_RETURN(ly.bk, ws_->get_f32(layer_name(l, "self_attn.k_proj.bias"), kd));
+        BALLAST_ASSIGN_OR_RETURN(ly.bv, ws_->get_f32(layer_name(l, "self_attn.v_proj.bias"), kd));
       }
     }
     inv_freq_ = rope_inv_freq(c.rope, c.head_dim);
@@ -141,19 +140,13 @@ std::vector<std::string> required(const ModelConfig& c) {
     for (const char* s : {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
                           "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
                           "mlp.down_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight"})
-      r.push_back(L(l, s));
-    if (c.qk_norm) r.insert(r.end(), {L(l, "self_attn.q_norm.weight"), L(l, "self_attn.k_norm.weight")});
+      r.push_back(layer_name(l, s));
+    if (c.qk_norm) r.insert(r.end(), {layer_name(l, "self_attn.q_norm.weight"), layer_name(l, "self_attn.k_norm.weight")});
     if (c.attn_bias)
-      r.insert(r.end(), {L(l, "self_attn.q_proj.bias"), L(l, "self_attn.k_proj.bias"), L(l, "self_attn.v_proj.bias")});
+      r.insert(r.end(), {layer_name(l, "self_attn.q_proj.bias"), layer_name(l, "self_attn.k_proj.bias"), layer_name(l, "self_attn.v_proj.bias")});
   }
   if (!c.tie_embeddings) r.push_back("lm_head.weight");
   return r;
-}
-
-Result<std::unique_ptr<Model>> create(ModelConfig cfg, std::shared_ptr<WeightSet> ws) {
-  auto m = std::make_unique<LlamaModel>(std::move(cfg), std::move(ws));
-  BALLAST_RETURN_IF_ERROR(m->init());
-  return std::unique_ptr<Model>(std::move(m));
 }
 
 }  // namespace
@@ -186,7 +179,7 @@ const ArchSpec& llama_arch() {
           {"blk.{}.ffn_down.weight", "model.layers.{}.mlp.down_proj.weight"},
       },
       required,
-      create,
+      create_decoder<LlamaModel>,
   };
   return kSpec;
 }

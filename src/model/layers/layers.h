@@ -83,4 +83,17 @@ class DecoderModel : public Model {
   bool tied_ = true;
 };
 
+// The registry's factory for a DecoderModel subclass: construct, then bind weights.
+template <class M>
+Result<std::unique_ptr<Model>> create_decoder(ModelConfig cfg, std::shared_ptr<WeightSet> ws) {
+  auto m = std::make_unique<M>(std::move(cfg), std::move(ws));
+  BALLAST_RETURN_IF_ERROR(m->init());
+  return std::unique_ptr<Model>(std::move(m));
+}
+
+// "model.layers.<l>.<suffix>": the HF name of a layer's tensor.
+inline std::string layer_name(int64_t l, const char* suffix) {
+  return "model.layers." + std::to_string(l) + "." + suffix;
+}
+
 }  // namespace ballast::model
