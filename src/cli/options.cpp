@@ -77,9 +77,7 @@ CLI::Option* Options::add_flag(CLI::App* app, const std::string& name, bool& var
 
 void Options::record(const std::string& name, const std::string& env, CLI::Option* o,
                      std::function<std::string()> v) {
-  OptionInfo info{name.substr(0, name.find(',')), env, o, std::move(v), ""};
-  info.default_value = info.value();
-  opts_.push_back(std::move(info));
+  opts_.push_back(OptionInfo{name.substr(0, name.find(',')), env, o, std::move(v)});
 }
 
 std::string Options::source(const OptionInfo& o) const {

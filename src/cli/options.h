@@ -18,7 +18,6 @@ struct OptionInfo {
   std::string env;    // "BALLAST_MODEL"
   CLI::Option* opt = nullptr;
   std::function<std::string()> value;
-  std::string default_value;
 };
 
 class Options {
