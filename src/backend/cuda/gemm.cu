@@ -24,10 +24,46 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   return s;
 }
 
-// One warp per output row; NT activation rows. Requires K % 8 == 0.
-template <int NT, typename OutT>
+// X element source: plain bf16 rows, or a gated MLP's [gate | up] rows (GLU fused into
+// the down projection: x_k = act(gate_k) * up_k, computed on the fly from L1/L2).
+enum class XMode { kPlain, kSwiGlu, kGeGlu };
+
+template <XMode M>
+__device__ __forceinline__ uint4 load_x(const bf16* __restrict__ X, int64_t row_stride, int t, int c, int K) {
+  const uint4* xr = reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * row_stride);
+  if constexpr (M == XMode::kPlain) {
+    return __ldg(xr + c);
+  } else {
+    const uint4 g = __ldg(xr + c), u = __ldg(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * row_stride + K) + c);
+    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&g);
+    const __nv_bfloat162* u2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+    uint4 out;
+    __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 a = __bfloat1622float2(g2[e]), b = __bfloat1622float2(u2[e]);
+      float r0, r1;
+      if constexpr (M == XMode::kSwiGlu) {
+        r0 = a.x / (1.0f + __expf(-a.x));
+        r1 = a.y / (1.0f + __expf(-a.y));
+      } else {
+        const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+        r0 = 0.5f * a.x * (1.0f + tanhf(k0 * (a.x + k1 * a.x * a.x * a.x)));
+        r1 = 0.5f * a.y * (1.0f + tanhf(k0 * (a.y + k1 * a.y * a.y * a.y)));
+      }
+      r0 *= b.x;  // one rounding to bf16, like the unfused swiglu kernel
+      r1 *= b.y;
+      o2[e] = __floats2bfloat162_rn(r0, r1);
+    }
+    return out;
+  }
+}
+
+// One warp per output row; NT activation rows (row stride xs elements). K % 8 == 0.
+// Each lane keeps 8 x 16-byte weight loads in flight (bandwidth-bound decode).
+template <int NT, XMode M, typename OutT>
 __global__ void __launch_bounds__(256) k_gemv(const bf16* __restrict__ W, int N, int K, const bf16* __restrict__ X,
-                                              OutT* __restrict__ Y) {
+                                              int64_t xs, OutT* __restrict__ Y) {
   const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= N) return;
   const uint4* w = reinterpret_cast<const uint4*>(W + static_cast<int64_t>(row) * K);
@@ -36,21 +72,20 @@ __global__ void __launch_bounds__(256) k_gemv(const bf16* __restrict__ W, int N,
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
   int c = lane;
-  for (; c + 96 < chunks; c += 128) {
-    uint4 wv[4];
+  constexpr int kU = 8;
+  for (; c + (kU - 1) * 32 < chunks; c += kU * 32) {
+    uint4 wv[kU];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) wv[u] = __ldcs(w + c + u * 32);  // streamed once: skip L1 retention
+    for (int u = 0; u < kU; ++u) wv[u] = __ldcs(w + c + u * 32);  // streamed once: skip L1 retention
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
+    for (int u = 0; u < kU; ++u)
 #pragma unroll
-      for (int t = 0; t < NT; ++t)
-        acc[t] += dot8(wv[u], __ldg(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * K) + c + u * 32));
+      for (int t = 0; t < NT; ++t) acc[t] += dot8(wv[u], load_x<M>(X, xs, t, c + u * 32, K));
   }
   for (; c < chunks; c += 32) {
     const uint4 wv = __ldcs(w + c);
 #pragma unroll
-    for (int t = 0; t < NT; ++t)
-      acc[t] += dot8(wv, __ldg(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * K) + c));
+    for (int t = 0; t < NT; ++t) acc[t] += dot8(wv, load_x<M>(X, xs, t, c, K));
   }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
@@ -60,19 +95,19 @@ __global__ void __launch_bounds__(256) k_gemv(const bf16* __restrict__ W, int N,
   }
 }
 
-template <typename OutT>
-bool gemv(const bf16* W, int N, int K, const bf16* X, int n, OutT* Y, cudaStream_t s) {
-  if (K % 8 != 0 || n > 8) return false;
+template <XMode M, typename OutT>
+bool gemv(const bf16* W, int N, int K, const bf16* X, int64_t xs, int n, OutT* Y, cudaStream_t s) {
+  if (K % 8 != 0 || n > 8 || n < 1) return false;
   const dim3 grid((N + 7) / 8);
   switch (n) {
-    case 1: k_gemv<1, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 2: k_gemv<2, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 3: k_gemv<3, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 4: k_gemv<4, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 5: k_gemv<5, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 6: k_gemv<6, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    case 7: k_gemv<7, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
-    default: k_gemv<8, OutT><<<grid, 256, 0, s>>>(W, N, K, X, Y); return true;
+    case 1: k_gemv<1, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 2: k_gemv<2, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 3: k_gemv<3, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 4: k_gemv<4, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 5: k_gemv<5, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 6: k_gemv<6, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    case 7: k_gemv<7, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+    default: k_gemv<8, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
   }
 }
 
@@ -88,13 +123,18 @@ void cublas_gemm(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, i
 }  // namespace
 
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s) {
-  if (gemv(W, N, K, X, n, Y, s)) return;
+  if (gemv<XMode::kPlain>(W, N, K, X, K, n, Y, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_16BF, s);
 }
 
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s) {
-  if (gemv(W, N, K, X, n, Y, s)) return;
+  if (gemv<XMode::kPlain>(W, N, K, X, K, n, Y, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_32F, s);
+}
+
+bool gemv_glu_down(const bf16* W, int N, int F, const bf16* gu, int n, bool gelu_tanh, bf16* Y, cudaStream_t s) {
+  return gelu_tanh ? gemv<XMode::kGeGlu>(W, N, F, gu, 2 * static_cast<int64_t>(F), n, Y, s)
+                   : gemv<XMode::kSwiGlu>(W, N, F, gu, 2 * static_cast<int64_t>(F), n, Y, s);
 }
 
 }  // namespace ballast::cuda

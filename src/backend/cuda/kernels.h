@@ -24,6 +24,11 @@ bool debug_sync();
 // cudaGetLastError (+ cudaDeviceSynchronize in debug-sync mode); returns an empty string
 // when fine, else "kernel NAME: <cuda error>".
 const char* check_launch(const char* kernel);
+// BALLAST_CUDA_PROFILE=1: per-kernel GPU time (events around each launch), table at exit.
+bool profiling();
+void prof_begin(cudaStream_t s);
+void prof_end(const char* name, cudaStream_t s);
+void prof_collect();  // after the stream synchronized
 
 // ---- random.cu: deterministic uniform(-a, a) bf16 fill (hash of seed, index).
 void fill_uniform_bf16(bf16* p, int64_t n, float a, uint64_t seed, cudaStream_t s);
@@ -84,6 +89,9 @@ void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles,
 // ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate.
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s);
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s);
+// Decode (1 <= n <= 8): Y (n, N) = act(gate) * up @ W^T straight from gu (n, 2F) = [gate | up],
+// the GLU fused into the down projection's GEMV. false (nothing launched) for other n.
+bool gemv_glu_down(const bf16* W, int N, int F, const bf16* gu, int n, bool gelu_tanh, bf16* Y, cudaStream_t s);
 
 // ---- sampling.cu: per logits row: greedy id over valid rows (mask may be null),
 // log-probability of that id, and a non-finite flag (id -1) when any valid logit is
