@@ -103,7 +103,9 @@ static void test_greedy_flags() {
   cudaMalloc(&dl, m * 4);
   cudaMemcpy(d, lg.data(), lg.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(dv, valid.data(), V, cudaMemcpyHostToDevice);
-  cuda::greedy_rows(d, m, V, dv, di, dl, 0);
+  void* scratch;
+  cudaMalloc(&scratch, cuda::greedy_scratch_bytes(m));
+  cuda::greedy_rows(d, m, V, dv, di, dl, scratch, 0);
   int32_t ids[3];
   float lps[3];
   cudaMemcpy(ids, di, 12, cudaMemcpyDeviceToHost);
@@ -123,6 +125,7 @@ static void test_greedy_flags() {
   cudaFree(dv);
   cudaFree(di);
   cudaFree(dl);
+  cudaFree(scratch);
 }
 
 // Runs the same batches on the CPU model and the CUDA model; compares every logits row.
@@ -229,6 +232,9 @@ static void test_random_smollm() {
   CHECK(st.ok() && ids[0] == best, "greedy id %d vs argmax %d", ids.empty() ? -2 : ids[0], best);
 }
 
+void run_kernel_gpu_tests(int& pass, int& fail);
+void run_kernel_bench();
+
 int main(int argc, char** argv) {
   Status av = cuda::cuda_available();
   if (!av.ok()) {
@@ -236,10 +242,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;  // compute-sanitizer
+  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+    run_kernel_bench();
+    return 0;
+  }
   std::printf("[gemm]\n");
   test_gemm();
   std::printf("[greedy + non-finite flags]\n");
   test_greedy_flags();
+  run_kernel_gpu_tests(g_pass, g_fail);
   std::printf("[fixture llama vs CPU]\n");
   test_fixture();
   if (!quick) {

@@ -225,6 +225,7 @@ class CudaModel : public model::Model {
     }
     BALLAST_RETURN_IF_ERROR(ids_.ensure(std::max(st.m, 1), &buf_epoch_));
     BALLAST_RETURN_IF_ERROR(lps_.ensure(std::max(st.m, 1), &buf_epoch_));
+    BALLAST_RETURN_IF_ERROR(gscratch_.ensure(greedy_scratch_bytes(std::max(st.m, 1)), &buf_epoch_));
     BALLAST_RETURN_IF_ERROR(execute(st, Tail::kGreedy));
     ids.resize(st.m);
     logprobs.resize(st.m);
@@ -307,6 +308,7 @@ class CudaModel : public model::Model {
   // tokens | pos | slot | seq_slot | logit_idx | row_ids | tiles | block table (n_slots, max_blocks).
   struct Step {
     int n = 0, m = 0, n_slots = 0, max_blocks = 1, max_ctx = 0, n_rows = 0, n_tiles = 0;
+    int splits = 0;  // attention_decode key splits for the row tokens (0: attention_rows)
     size_t off_pos = 0, off_slot = 0, off_seq = 0, off_lidx = 0, off_rows = 0, off_tiles = 0, off_bt = 0, total = 0;
     bool gather = false;       // logits rows are not all rows: gather them first
     bool decode_only = false;  // one token per sequence, all want logits: graph-capturable
@@ -386,6 +388,9 @@ class CudaModel : public model::Model {
     st.max_blocks = max_blocks;
     st.max_ctx = st.decode_only ? max_blocks * 16 : max_ctx;
     st.gather = st.m > 0 && (st.m != n || logit_idx_.back() != n - 1);
+    if (st.n_rows > 0 && !no_decode_attn_ &&
+        attention_decode_supported(static_cast<int>(c.head_dim), static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads)))
+      st.splits = attention_decode_splits(st.n_rows, static_cast<int>(c.n_kv_heads), st.max_ctx);
     st.off_pos = n;
     st.off_slot = 2 * n;
     st.off_seq = 3 * n;
@@ -426,6 +431,8 @@ class CudaModel : public model::Model {
     BALLAST_RETURN_IF_ERROR(act_.ensure(static_cast<size_t>(n) * F, ep));
     BALLAST_RETURN_IF_ERROR(sel_.ensure(static_cast<size_t>(std::max(st.m, 1)) * H, ep));
     BALLAST_RETURN_IF_ERROR(logits_.ensure(static_cast<size_t>(std::max(st.m, 1)) * head_rows_, ep));
+    if (st.splits > 1)
+      BALLAST_RETURN_IF_ERROR(part_.ensure(static_cast<size_t>(st.n_rows) * c.n_heads * st.splits * (c.head_dim + 2), ep));
     CU_RETURN(cudaMemcpyAsync(idx_.p, h, st.total * 4, cudaMemcpyHostToDevice, stream_));
     CU_RETURN(cudaMemsetAsync(flags_d_, 0, sizeof(ErrorFlags), stream_));
     return Status();
@@ -491,11 +498,10 @@ class CudaModel : public model::Model {
     aa.flags = flags_d_;
 
     LAUNCH("embed", embed(emb_, rows_, H, d, n, static_cast<float>(c.embed_scale), x_.p, flags_d_, stream_));
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      const Layer& ly = layers_[l];
-      if (l == 0) LAUNCH("rmsnorm", rmsnorm(x_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
-      else LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
-      LAUNCH("gemm_qkv", gemm_bf16(blas_, ly.wqkv, qd + 2 * kd, H, hn_.p, n, qkv_.p, stream_));
+    // Small batches (decode): RMSNorm fused into the GEMV prologue, the residual add into
+    // its epilogue, the GLU into the gate|up GEMV: 5-6 kernels per layer.
+    const bool small = n <= kGemvMaxTokens && !no_fused_gemv_;
+    auto attention = [&](int64_t l) -> Status {
       LAUNCH("rope_write_kv", rope_write_kv(qkv_.p, n, aa.n_heads, aa.n_kv, aa.hd, d + st.off_pos, inv_freq_,
                                             c.rope_layout == model::RopeLayout::kInterleaved, d + st.off_slot,
                                             n_blocks_ * 16, k_cache_[l], v_cache_[l], flags_d_, stream_));
@@ -508,19 +514,46 @@ class CudaModel : public model::Model {
         AttnArgs ar = aa;
         ar.n = st.n_rows;
         ar.row_ids = st.n_rows == n ? nullptr : d + st.off_rows;
-        LAUNCH("attention_rows", attention_rows(ar, stream_));
+        if (st.splits > 0) {
+          float* po = part_.p;
+          float* pml = po ? po + static_cast<size_t>(st.n_rows) * c.n_heads * st.splits * c.head_dim : nullptr;
+          LAUNCH("attention_decode", attention_decode(ar, st.splits, po, pml, stream_));
+        } else {
+          LAUNCH("attention_rows", attention_rows(ar, stream_));
+        }
       }
-      LAUNCH("gemm_o", gemm_bf16(blas_, ly.wo, H, qd, att_.p, n, delta_.p, stream_));
-      LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
-      LAUNCH("gemm_gate_up", gemm_bf16(blas_, ly.wgu, 2 * F, H, hn_.p, n, gu_.p, stream_));
-      bool fused = false;
-      LAUNCH("gemv_glu_down", fused = gemv_glu_down(ly.wdown, H, F, gu_.p, n, gelu, delta_.p, stream_));
-      if (!fused) {
+      return Status();
+    };
+    if (small) {
+      const GemvEpi glu = gelu ? GemvEpi::kGeGlu : GemvEpi::kSwiGlu;
+      for (int64_t l = 0; l < c.n_layers; ++l) {
+        const Layer& ly = layers_[l];
+        LAUNCH("gemv_norm_qkv", gemv_small({ly.wqkv, qd + 2 * kd, H, nullptr, x_.p, ly.ln1, eps, off, n, qkv_.p},
+                                           GemvEpi::kStoreBf16, stream_));
+        BALLAST_RETURN_IF_ERROR(attention(l));
+        LAUNCH("gemv_o_residual", gemv_small({ly.wo, H, qd, att_.p, nullptr, nullptr, 0.0f, 0.0f, n, x_.p},
+                                             GemvEpi::kAddF32, stream_));
+        LAUNCH("gemv_norm_gate_up_glu", gemv_small({ly.wgu, F, H, nullptr, x_.p, ly.ln2, eps, off, n, act_.p}, glu,
+                                                   stream_));
+        LAUNCH("gemv_down_residual", gemv_small({ly.wdown, H, F, act_.p, nullptr, nullptr, 0.0f, 0.0f, n, x_.p},
+                                                GemvEpi::kAddF32, stream_));
+      }
+      LAUNCH("final_norm", rmsnorm(x_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
+    } else {
+      for (int64_t l = 0; l < c.n_layers; ++l) {
+        const Layer& ly = layers_[l];
+        if (l == 0) LAUNCH("rmsnorm", rmsnorm(x_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
+        else LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
+        LAUNCH("gemm_qkv", gemm_bf16(blas_, ly.wqkv, qd + 2 * kd, H, hn_.p, n, qkv_.p, stream_));
+        BALLAST_RETURN_IF_ERROR(attention(l));
+        LAUNCH("gemm_o", gemm_bf16(blas_, ly.wo, H, qd, att_.p, n, delta_.p, stream_));
+        LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
+        LAUNCH("gemm_gate_up", gemm_bf16(blas_, ly.wgu, 2 * F, H, hn_.p, n, gu_.p, stream_));
         LAUNCH("swiglu", swiglu(gu_.p, n, F, gelu, act_.p, stream_));
         LAUNCH("gemm_down", gemm_bf16(blas_, ly.wdown, H, F, act_.p, n, delta_.p, stream_));
       }
+      LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
     }
-    LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
     if (m == 0) return Status();
     const bf16* sel = hn_.p;
     if (st.gather) {
@@ -529,7 +562,8 @@ class CudaModel : public model::Model {
     }
     LAUNCH("gemm_lm_head", gemm_bf16_f32out(blas_, head_, static_cast<int>(head_rows_), H, sel, m, logits_.p, stream_));
     if (tail == Tail::kGreedy)
-      LAUNCH("greedy_rows", greedy_rows(logits_.p, m, static_cast<int>(head_rows_), vmask_, ids_.p, lps_.p, stream_));
+      LAUNCH("greedy_rows", greedy_rows(logits_.p, m, static_cast<int>(head_rows_), vmask_, ids_.p, lps_.p,
+                                                    gscratch_.p, stream_));
     return Status();
   }
 
@@ -557,6 +591,8 @@ class CudaModel : public model::Model {
   model::WeightSet empty_;
   CudaModelOptions opts_;
   bool no_flash_ = std::getenv("BALLAST_CUDA_NO_FLASH") != nullptr;
+  bool no_decode_attn_ = std::getenv("BALLAST_CUDA_NO_DECODE_ATTN") != nullptr;
+  bool no_fused_gemv_ = std::getenv("BALLAST_CUDA_NO_FUSED_GEMV") != nullptr;
   int64_t rows_ = 0, head_rows_ = 0;
   bool tied_ = true;
   cudaStream_t stream_ = nullptr;
@@ -572,7 +608,8 @@ class CudaModel : public model::Model {
   std::unordered_map<int32_t, std::vector<int32_t>> seq_blocks_;
   // Step buffers.
   DevBuf<int32_t> idx_, ids_;
-  DevBuf<float> x_, logits_, lps_;
+  DevBuf<float> x_, logits_, lps_, part_;
+  DevBuf<unsigned char> gscratch_;
   DevBuf<bf16> hn_, delta_, qkv_, att_, gu_, act_, sel_;
   DevBuf<uint8_t> valid_;
   const uint8_t* vmask_ = nullptr;  // this step's vocabulary mask (valid_.p or null)

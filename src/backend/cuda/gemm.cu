@@ -1,6 +1,6 @@
 // Linear layers: Y (n, N) = X (n, K) @ W (N, K)^T with bf16 operands, fp32 accumulate.
 // n <= 8 (decode at small batch): a bandwidth-bound GEMV that streams each weight row
-// once with 16-byte loads; larger n: cuBLAS (tensor cores).
+// once with 16-byte loads, with optional fusions (see GemvArgs); larger n: cuBLAS.
 #include <cstdio>
 
 #include "backend/cuda/kernels.h"
@@ -8,9 +8,6 @@
 namespace ballast::cuda {
 
 namespace {
-__device__ __forceinline__ void store_out(bf16* y, float v) { *y = __float2bfloat16(v); }
-__device__ __forceinline__ void store_out(float* y, float v) { *y = v; }
-
 __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   const __nv_bfloat162* a = reinterpret_cast<const __nv_bfloat162*>(&w);
   const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&x);
@@ -24,90 +21,155 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   return s;
 }
 
-// X element source: plain bf16 rows, or a gated MLP's [gate | up] rows (GLU fused into
-// the down projection: x_k = act(gate_k) * up_k, computed on the fly from L1/L2).
-enum class XMode { kPlain, kSwiGlu, kGeGlu };
+__device__ __forceinline__ float bf16_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
-template <XMode M>
-__device__ __forceinline__ uint4 load_x(const bf16* __restrict__ X, int64_t row_stride, int t, int c, int K) {
-  const uint4* xr = reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * row_stride);
-  if constexpr (M == XMode::kPlain) {
-    return __ldg(xr + c);
-  } else {
-    const uint4 g = __ldg(xr + c), u = __ldg(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * row_stride + K) + c);
-    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&g);
-    const __nv_bfloat162* u2 = reinterpret_cast<const __nv_bfloat162*>(&u);
-    uint4 out;
-    __nv_bfloat162* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const float2 a = __bfloat1622float2(g2[e]), b = __bfloat1622float2(u2[e]);
-      float r0, r1;
-      if constexpr (M == XMode::kSwiGlu) {
-        r0 = a.x / (1.0f + __expf(-a.x));
-        r1 = a.y / (1.0f + __expf(-a.y));
-      } else {
-        const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-        r0 = 0.5f * a.x * (1.0f + tanhf(k0 * (a.x + k1 * a.x * a.x * a.x)));
-        r1 = 0.5f * a.y * (1.0f + tanhf(k0 * (a.y + k1 * a.y * a.y * a.y)));
-      }
-      r0 *= b.x;  // one rounding to bf16, like the unfused swiglu kernel
-      r1 *= b.y;
-      o2[e] = __floats2bfloat162_rn(r0, r1);
-    }
-    return out;
+__device__ __forceinline__ float glu_act(float g, bool gelu) {
+  if (gelu) {
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    return 0.5f * g * (1.0f + tanhf(k0 * (g + k1 * g * g * g)));
   }
+  return g / (1.0f + __expf(-g));
 }
 
-// One warp per output row; NT activation rows (row stride xs elements). K % 8 == 0.
-// Each lane keeps 8 x 16-byte weight loads in flight (bandwidth-bound decode).
-template <int NT, XMode M, typename OutT>
-__global__ void __launch_bounds__(256) k_gemv(const bf16* __restrict__ W, int N, int K, const bf16* __restrict__ X,
-                                              int64_t xs, OutT* __restrict__ Y) {
-  const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= N) return;
-  const uint4* w = reinterpret_cast<const uint4*>(W + static_cast<int64_t>(row) * K);
+constexpr int kRowsPerBlock = 8;  // one warp per output row (two for GLU pairs: gate, up)
+
+// grid ceil(N / 8), block 256. NT: activation rows handled (n <= NT; rows >= n idle).
+// kNorm: X rows = bf16(rmsnorm(xf) * (offset + w)) built in shared memory first, exactly
+// as the rmsnorm kernel rounds them. Epilogues: store bf16/f32, add into the f32
+// residual (Y += bf16(v), as the unfused add does), or GLU pairs (rows i and N + i of
+// W give gate and up; Y = bf16(act(bf16(gate)) * bf16(up))).
+template <int NT, bool kNorm, GemvEpi kEpi>
+__global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int K = a.K, n = a.n;
+  const bf16* X = a.X;
+  if constexpr (kNorm) {
+    bf16* xs = reinterpret_cast<bf16*>(smem);  // (n, K)
+    __shared__ float red[8][NT];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float ss[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      ss[t] = 0.0f;
+      if (t < n)
+        for (int k = threadIdx.x; k < K; k += blockDim.x) {
+          const float v = a.xf[static_cast<int64_t>(t) * K + k];
+          ss[t] += v * v;
+        }
+      for (int o = 16; o > 0; o >>= 1) ss[t] += __shfl_xor_sync(0xffffffffu, ss[t], o);
+      if (lane == 0) red[warp][t] = ss[t];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= n) break;
+      float s = 0.0f;
+      for (int w = 0; w < 8; ++w) s += red[w][t];
+      const float inv = rsqrtf(s / static_cast<float>(K) + a.eps);
+      for (int k = threadIdx.x; k < K; k += blockDim.x)
+        xs[t * K + k] = __float2bfloat16(a.xf[static_cast<int64_t>(t) * K + k] * inv * (a.offset + a.norm_w[k]));
+    }
+    __syncthreads();
+    X = xs;
+  }
+  const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= a.N) return;
+  constexpr bool kPair = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
+  constexpr int R = kPair ? 2 : 1;  // weight rows per warp
+  const uint4* w[R];
+  w[0] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(row) * K);
+  if constexpr (kPair) w[R - 1] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(row + a.N) * K);
   const int chunks = K / 8;
-  float acc[NT];
+  float acc[R][NT];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+  auto xload = [&](int t, int c) { return *(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * K) + c); };
+  constexpr int kU = kPair ? 4 : 8;  // 16-byte weight loads in flight per lane
   int c = lane;
-  constexpr int kU = 8;
   for (; c + (kU - 1) * 32 < chunks; c += kU * 32) {
-    uint4 wv[kU];
+    uint4 wv[R][kU];
 #pragma unroll
-    for (int u = 0; u < kU; ++u) wv[u] = __ldcs(w + c + u * 32);  // streamed once: skip L1 retention
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int u = 0; u < kU; ++u) wv[r][u] = __ldcs(w[r] + c + u * 32);  // streamed once
 #pragma unroll
     for (int u = 0; u < kU; ++u)
 #pragma unroll
-      for (int t = 0; t < NT; ++t) acc[t] += dot8(wv[u], load_x<M>(X, xs, t, c + u * 32, K));
+      for (int t = 0; t < NT; ++t) {
+        if (t >= n) break;
+        const uint4 xv = xload(t, c + u * 32);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][t] += dot8(wv[r][u], xv);
+      }
   }
   for (; c < chunks; c += 32) {
-    const uint4 wv = __ldcs(w + c);
+    uint4 wv[R];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] += dot8(wv, load_x<M>(X, xs, t, c, K));
+    for (int r = 0; r < R; ++r) wv[r] = __ldcs(w[r] + c);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= n) break;
+      const uint4 xv = xload(t, c);
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r][t] += dot8(wv[r], xv);
+    }
   }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    float v = acc[t];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) store_out(Y + static_cast<int64_t>(t) * N + row, v);
+    if (t >= n) break;
+    float v[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      v[r] = acc[r][t];
+      for (int o = 16; o > 0; o >>= 1) v[r] += __shfl_xor_sync(0xffffffffu, v[r], o);
+    }
+    if (lane != 0) continue;
+    const int64_t i = static_cast<int64_t>(t) * a.N + row;
+    if constexpr (kEpi == GemvEpi::kStoreBf16) {
+      static_cast<bf16*>(a.Y)[i] = __float2bfloat16(v[0]);
+    } else if constexpr (kEpi == GemvEpi::kStoreF32) {
+      static_cast<float*>(a.Y)[i] = v[0];
+    } else if constexpr (kEpi == GemvEpi::kAddF32) {
+      static_cast<float*>(a.Y)[i] += bf16_round(v[0]);
+    } else {
+      const float g = glu_act(bf16_round(v[0]), kEpi == GemvEpi::kGeGlu);
+      static_cast<bf16*>(a.Y)[i] = __float2bfloat16(g * bf16_round(v[R - 1]));
+    }
   }
 }
 
-template <XMode M, typename OutT>
-bool gemv(const bf16* W, int N, int K, const bf16* X, int64_t xs, int n, OutT* Y, cudaStream_t s) {
-  if (K % 8 != 0 || n > 8 || n < 1) return false;
-  const dim3 grid((N + 7) / 8);
-  switch (n) {
-    case 1: k_gemv<1, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 2: k_gemv<2, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 3: k_gemv<3, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 4: k_gemv<4, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 5: k_gemv<5, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 6: k_gemv<6, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    case 7: k_gemv<7, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
-    default: k_gemv<8, M, OutT><<<grid, 256, 0, s>>>(W, N, K, X, xs, Y); return true;
+template <int NT, bool kNorm, GemvEpi kEpi>
+void launch_gemv(const GemvArgs& a, cudaStream_t s) {
+  size_t smem = 0;
+  if constexpr (kNorm) {
+    smem = static_cast<size_t>(a.n) * a.K * 2;  // normalized X rows
+    static size_t configured = 48 * 1024;
+    if (smem > configured) {
+      cudaFuncSetAttribute(k_gemv<NT, kNorm, kEpi>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      configured = smem;
+    }
+  }
+  k_gemv<NT, kNorm, kEpi><<<(a.N + kRowsPerBlock - 1) / kRowsPerBlock, 256, smem, s>>>(a);
+}
+
+template <bool kNorm, GemvEpi kEpi>
+void dispatch_nt(const GemvArgs& a, cudaStream_t s) {
+  if (a.n == 1) launch_gemv<1, kNorm, kEpi>(a, s);
+  else if (a.n == 2) launch_gemv<2, kNorm, kEpi>(a, s);
+  else if (a.n <= 4) launch_gemv<4, kNorm, kEpi>(a, s);
+  else launch_gemv<8, kNorm, kEpi>(a, s);
+}
+
+template <bool kNorm>
+void dispatch_epi(const GemvArgs& a, GemvEpi e, cudaStream_t s) {
+  switch (e) {
+    case GemvEpi::kStoreBf16: dispatch_nt<kNorm, GemvEpi::kStoreBf16>(a, s); break;
+    case GemvEpi::kStoreF32: dispatch_nt<kNorm, GemvEpi::kStoreF32>(a, s); break;
+    case GemvEpi::kAddF32: dispatch_nt<kNorm, GemvEpi::kAddF32>(a, s); break;
+    case GemvEpi::kSwiGlu: dispatch_nt<kNorm, GemvEpi::kSwiGlu>(a, s); break;
+    case GemvEpi::kGeGlu: dispatch_nt<kNorm, GemvEpi::kGeGlu>(a, s); break;
   }
 }
 
@@ -115,26 +177,30 @@ void cublas_gemm(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, i
                  cudaStream_t s) {
   const float alpha = 1.0f, beta = 0.0f;
   cublasSetStream(h, s);
-  // Column-major view: Y^T (N x n) = W^T^T ... i.e. op(W)=T over the (K x N) column-major W.
+  // Column-major view: Y^T (N x n) = op(W) X^T with op = T over the (K x N) column-major W.
   cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, n, K, &alpha, W, CUDA_R_16BF, K, X, CUDA_R_16BF, K,
                                    &beta, Y, yt, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "cublasGemmEx failed: status %d (N=%d K=%d n=%d)\n", (int)st, N, K, n);
 }
 }  // namespace
 
+bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s) {
+  if (a.K % 8 != 0 || a.n < 1 || a.n > kGemvMaxTokens) return false;
+  if (a.xf) dispatch_epi<true>(a, epi, s);
+  else dispatch_epi<false>(a, epi, s);
+  return true;
+}
+
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s) {
-  if (gemv<XMode::kPlain>(W, N, K, X, K, n, Y, s)) return;
+  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y};
+  if (gemv_small(a, GemvEpi::kStoreBf16, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_16BF, s);
 }
 
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s) {
-  if (gemv<XMode::kPlain>(W, N, K, X, K, n, Y, s)) return;
+  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y};
+  if (gemv_small(a, GemvEpi::kStoreF32, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_32F, s);
-}
-
-bool gemv_glu_down(const bf16* W, int N, int F, const bf16* gu, int n, bool gelu_tanh, bf16* Y, cudaStream_t s) {
-  return gelu_tanh ? gemv<XMode::kGeGlu>(W, N, F, gu, 2 * static_cast<int64_t>(F), n, Y, s)
-                   : gemv<XMode::kSwiGlu>(W, N, F, gu, 2 * static_cast<int64_t>(F), n, Y, s);
 }
 
 }  // namespace ballast::cuda

@@ -77,6 +77,12 @@ struct AttnArgs {
 };
 // One block per (token, head): any mix of decode and prefill tokens.
 void attention_rows(const AttnArgs& a, cudaStream_t s);
+// ---- attention_decode.cu: flash-decoding for rows of any kind (head_dim 64/128/256, GQA
+// group <= 8): grid (n_kv, rows, splits); splits > 1 need part_o (rows, n_heads, splits,
+// hd) and part_ml (rows, n_heads, splits, 2) f32 scratch.
+bool attention_decode_supported(int hd, int n_heads, int n_kv);
+int attention_decode_splits(int n_rows, int n_kv, int max_ctx);
+void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, cudaStream_t s);
 // Tensor-core prefill: tiles of 64 consecutive tokens of one sequence.
 struct PrefillTile {
   int32_t tok0;   // first batch row
@@ -89,14 +95,34 @@ void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles,
 // ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate.
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s);
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s);
-// Decode (1 <= n <= 8): Y (n, N) = act(gate) * up @ W^T straight from gu (n, 2F) = [gate | up],
-// the GLU fused into the down projection's GEMV. false (nothing launched) for other n.
-bool gemv_glu_down(const bf16* W, int N, int F, const bf16* gu, int n, bool gelu_tanh, bf16* Y, cudaStream_t s);
+// Small-batch GEMV (1 <= n <= kGemvMaxTokens tokens) with fusions for the decode path.
+constexpr int kGemvMaxTokens = 8;
+enum class GemvEpi {
+  kStoreBf16,  // Y bf16 (n, N)
+  kStoreF32,   // Y f32 (n, N)
+  kAddF32,     // Y f32 residual (n, N) += bf16(result)
+  kSwiGlu,     // W is (2N, K) = [gate; up]: Y bf16 (n, N) = silu(gate) * up
+  kGeGlu,      // same with gelu_tanh
+};
+struct GemvArgs {
+  const bf16* W;  // (N, K), or (2N, K) for the GLU epilogues
+  int N, K;
+  const bf16* X;  // (n, K) bf16 activations; ignored when xf is set
+  const float* xf;       // (n, K) f32 residual: X = bf16(rmsnorm(xf) * (offset + norm_w)), fused
+  const float* norm_w;   // (K)
+  float eps, offset;
+  int n;
+  void* Y;
+};
+// false (nothing launched) when n or K are outside what the GEMV handles.
+bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s);
 
 // ---- sampling.cu: per logits row: greedy id over valid rows (mask may be null),
 // log-probability of that id, and a non-finite flag (id -1) when any valid logit is
 // NaN/Inf. Rows: m, each of V floats.
-void greedy_rows(const float* logits, int m, int V, const uint8_t* valid, int32_t* ids, float* logprobs,
+// scratch: greedy_scratch_bytes(m) bytes of device memory.
+size_t greedy_scratch_bytes(int m);
+void greedy_rows(const float* logits, int m, int V, const uint8_t* valid, int32_t* ids, float* logprobs, void* scratch,
                  cudaStream_t s);
 // Counts non-finite logits per row (all rows): bad (m,) ints.
 void count_nonfinite(const float* logits, int m, int V, int32_t* bad, cudaStream_t s);

@@ -1,0 +1,173 @@
+// Decode attention over the paged KV cache (flash-decoding style): one block per
+// (kv head, query row, key split); the block's 4 warps stream keys of its split, each key
+// read once for all the query heads of its GQA group, with an online softmax per head.
+// More than one split: partial (max, sum, unnormalized output) per split, merged by a
+// second kernel. Block-table entries are bounds-checked (flag, never read), no asserts.
+#include <algorithm>
+#include <cfloat>
+#include <type_traits>
+
+#include "backend/cuda/kernels.h"
+
+namespace ballast::cuda {
+
+namespace {
+constexpr int kBlockTokens = 16;
+constexpr int kWarps = 4;
+constexpr int kMaxGroup = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <int E>
+__device__ __forceinline__ void load_vec(const bf16* p, float (&out)[E]) {
+  if constexpr (E == 2) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+    out[0] = f.x;
+    out[1] = f.y;
+  } else {
+    // E = 4: 8 bytes; E = 8: 16 bytes.
+    using V = typename std::conditional<E == 4, uint2, uint4>::type;
+    const V v = *reinterpret_cast<const V*>(p);
+    const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < E / 2; ++i) {
+      const float2 f = __bfloat1622float2(b[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  }
+}
+
+// grid (n_kv, n_rows, splits), block 128. Lane l owns dims [l*E, l*E + E) of the head.
+// part_o: (n_rows, n_heads, splits, HD) f32; part_ml: (n_rows, n_heads, splits, 2).
+template <int HD>
+__global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, float* part_o, float* part_ml) {
+  constexpr int E = HD / 32;
+  __shared__ float s_m[kWarps][kMaxGroup], s_l[kWarps][kMaxGroup];
+  __shared__ float s_o[kWarps][kMaxGroup][HD];
+  const int kvh = blockIdx.x, r = blockIdx.y, split = blockIdx.z;
+  const int t = a.row_ids ? a.row_ids[r] : r;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int G = a.n_heads / a.n_kv;
+  const int qd = a.n_heads * a.hd, kd = a.n_kv * a.hd;
+  const int n_ctx = a.pos[t] + 1;
+  const int start = a.window > 0 ? max(0, n_ctx - a.window) : 0;
+  const int len = n_ctx - start;
+  const int per = (len + splits - 1) / splits;
+  const int k_begin = start + split * per, k_end = min(n_ctx, k_begin + per);
+  // q of the group's heads, pre-scaled for exp2.
+  float q[kMaxGroup][E];
+  const bf16* qrow = a.qkv + static_cast<int64_t>(t) * (qd + 2 * kd) + kvh * G * HD;
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < G) {
+      load_vec<E>(qrow + g * HD + lane * E, q[g]);
+#pragma unroll
+      for (int e = 0; e < E; ++e) q[g][e] *= a.scale * kLog2e;
+    }
+  }
+  float m[kMaxGroup], l[kMaxGroup], o[kMaxGroup][E];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) o[g][e] = 0.0f;
+  }
+  const int32_t* bt = a.block_table + static_cast<int64_t>(a.seq_slot[t]) * a.max_blocks;
+  for (int j = k_begin + warp; j < k_end; j += kWarps) {
+    const int64_t blk = bt[j / kBlockTokens];
+    if (blk < 0 || blk >= a.n_blocks) {
+      if (lane == 0) atomicAdd(&a.flags->bad_kv_slot, 1);
+      continue;
+    }
+    const int64_t off = ((blk * a.n_kv + kvh) * kBlockTokens + (j % kBlockTokens)) * static_cast<int64_t>(HD) + lane * E;
+    float kv[E], vv[E];
+    load_vec<E>(a.k_cache + off, kv);
+    load_vec<E>(a.v_cache + off, vv);
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      float s = 0.0f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) s = fmaf(q[g][e], kv[e], s);
+#pragma unroll
+      for (int x = 16; x > 0; x >>= 1) s += __shfl_xor_sync(0xffffffffu, s, x);
+      const float mn = fmaxf(m[g], s);
+      const float alpha = exp2f(m[g] - mn);  // m = -inf first: alpha 0
+      const float p = exp2f(s - mn);
+      l[g] = l[g] * alpha + p;
+#pragma unroll
+      for (int e = 0; e < E; ++e) o[g][e] = fmaf(o[g][e], alpha, p * vv[e]);
+      m[g] = mn;
+    }
+  }
+  // Merge the 4 warps.
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) break;
+    if (lane == 0) s_m[warp][g] = m[g], s_l[warp][g] = l[g];
+#pragma unroll
+    for (int e = 0; e < E; ++e) s_o[warp][g][lane * E + e] = o[g][e];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+    const int g = i / HD, d = i % HD;
+    float M = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w][g]);
+    float L = 0.0f, O = 0.0f;
+    if (M != -INFINITY) {
+      for (int w = 0; w < kWarps; ++w) {
+        const float f = exp2f(s_m[w][g] - M);
+        L += s_l[w][g] * f;
+        O += s_o[w][g][d] * f;
+      }
+    }
+    const int h = kvh * G + g;
+    if (splits == 1) {
+      a.out[static_cast<int64_t>(t) * qd + h * HD + d] = __float2bfloat16(L > 0.0f ? O / L : 0.0f);
+    } else {
+      const int64_t p = (static_cast<int64_t>(r) * a.n_heads + h) * splits + split;
+      part_o[p * HD + d] = O;
+      if (d == 0) part_ml[2 * p] = M, part_ml[2 * p + 1] = L;
+    }
+  }
+}
+
+// grid (n_rows, n_heads), block HD: merges the splits of one (row, head).
+__global__ void k_attn_merge(AttnArgs a, int splits, const float* part_o, const float* part_ml) {
+  const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int t = a.row_ids ? a.row_ids[r] : r;
+  const int64_t p0 = (static_cast<int64_t>(r) * a.n_heads + h) * splits;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, part_ml[2 * (p0 + s)]);
+  float L = 0.0f, O = 0.0f;
+  if (M != -INFINITY) {
+    for (int s = 0; s < splits; ++s) {
+      const float f = exp2f(part_ml[2 * (p0 + s)] - M);
+      L += part_ml[2 * (p0 + s) + 1] * f;
+      O += part_o[(p0 + s) * a.hd + d] * f;
+    }
+  }
+  a.out[static_cast<int64_t>(t) * a.n_heads * a.hd + h * a.hd + d] = __float2bfloat16(L > 0.0f ? O / L : 0.0f);
+}
+}  // namespace
+
+bool attention_decode_supported(int hd, int n_heads, int n_kv) {
+  return (hd == 64 || hd == 128 || hd == 256) && n_heads % n_kv == 0 && n_heads / n_kv <= kMaxGroup;
+}
+
+int attention_decode_splits(int n_rows, int n_kv, int max_ctx) {
+  const int want = (2 * 132 + n_rows * n_kv - 1) / (n_rows * n_kv);  // ~2 blocks per SM
+  const int by_len = (max_ctx + 63) / 64;                              // >= 64 keys per split
+  return std::max(1, std::min({want, by_len, 32}));
+}
+
+void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, cudaStream_t s) {
+  const dim3 grid(a.n_kv, a.n, splits);
+  if (a.hd == 64) k_attn_decode<64><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
+  else if (a.hd == 128) k_attn_decode<128><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
+  else k_attn_decode<256><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
+  if (splits > 1) k_attn_merge<<<dim3(a.n, a.n_heads), a.hd, 0, s>>>(a, splits, part_o, part_ml);
+}
+
+}  // namespace ballast::cuda
