@@ -125,6 +125,71 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
     cudaFree(p);
 }
 
+// Tensor-core prefill tiles against the row kernel: one 100-token sequence continuing
+// from position 30 (previous keys in the cache), with and without a sliding window.
+void test_attention_prefill(int hd, int n_heads, int n_kv, int window) {
+  std::mt19937 rng(hd + window);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int n = 100, pos0 = 30, qd = n_heads * hd, kd = n_kv * hd;
+  const int max_ctx = pos0 + n, max_blocks = (max_ctx + 15) / 16, n_blocks = max_blocks + 2;
+  std::vector<int32_t> pos(n), seq(n, 0), bt(max_blocks);
+  for (int i = 0; i < n; ++i) pos[i] = pos0 + i;
+  for (int b = 0; b < max_blocks; ++b) bt[b] = max_blocks - 1 - b + 2;  // scattered blocks
+  std::vector<bf16> qkv(static_cast<size_t>(n) * (qd + 2 * kd)), kc(static_cast<size_t>(n_blocks) * n_kv * 16 * hd),
+      vc(kc.size());
+  for (auto& x : qkv) x = __float2bfloat16(u(rng));
+  for (auto& x : kc) x = __float2bfloat16(u(rng) * 2);
+  for (auto& x : vc) x = __float2bfloat16(u(rng));
+  bf16 *d_qkv = dev(qkv), *d_k = dev(kc), *d_v = dev(vc), *d_ref, *d_out;
+  int32_t *d_pos = dev(pos), *d_bt = dev(bt), *d_seq = dev(seq);
+  std::vector<PrefillTile> tiles;
+  for (int t = 0; t < n; t += 64) tiles.push_back({t, std::min(64, n - t), 0, pos0 + t});
+  PrefillTile* d_tiles = dev(tiles);
+  ErrorFlags* d_flags;
+  cudaMalloc(&d_flags, sizeof(ErrorFlags));
+  cudaMemset(d_flags, 0, sizeof(ErrorFlags));
+  cudaMalloc(&d_ref, n * qd * 2);
+  cudaMalloc(&d_out, n * qd * 2);
+  AttnArgs a{};
+  a.qkv = d_qkv;
+  a.k_cache = d_k;
+  a.v_cache = d_v;
+  a.pos = d_pos;
+  a.seq_slot = d_seq;
+  a.block_table = d_bt;
+  a.max_blocks = max_blocks;
+  a.n_blocks = n_blocks;
+  a.n = n;
+  a.n_heads = n_heads;
+  a.n_kv = n_kv;
+  a.hd = hd;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  a.window = window;
+  a.max_ctx = max_ctx;
+  a.flags = d_flags;
+  a.out = d_ref;
+  attention_rows(a, 0);
+  a.out = d_out;
+  attention_prefill(a, d_tiles, static_cast<int>(tiles.size()), 0);
+  const cudaError_t e = cudaDeviceSynchronize();
+  KCHECK(e == cudaSuccess, "attention_prefill: %s", cudaGetErrorString(e));
+  const auto ref = host(d_ref, n * qd), out = host(d_out, n * qd);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double x = __bfloat162float(out[i]), r = __bfloat162float(ref[i]);
+    num += (x - r) * (x - r);
+    den += r * r;
+    if (!std::isfinite(x)) num = INFINITY;
+  }
+  const double rel = std::sqrt(num / std::max(den, 1e-30));
+  // P is rounded to bf16 for the tensor cores: a little looser than the row kernel.
+  KCHECK(rel < 2e-2, "attention_prefill hd %d heads %d/%d window %d: rel err %g", hd, n_heads, n_kv, window, rel);
+  KCHECK(host(d_flags, 1)[0].bad_kv_slot == 0, "attention_prefill: unexpected bad_kv_slot");
+  for (void* p : {(void*)d_qkv, (void*)d_k, (void*)d_v, (void*)d_pos, (void*)d_bt, (void*)d_seq, (void*)d_tiles,
+                  (void*)d_flags, (void*)d_ref, (void*)d_out})
+    cudaFree(p);
+}
+
 void test_greedy_long() {
   const int V = 262208, m = 2;
   std::mt19937 rng(5);
@@ -274,6 +339,12 @@ void run_kernel_gpu_tests(int& pass, int& fail) {
   test_attention_decode(128, 16, 2, 0, false);
   test_attention_decode(256, 4, 1, 512, false);
   test_attention_decode(256, 8, 4, 0, true);
+  std::printf("[attention_prefill vs attention_rows]\n");
+  test_attention_prefill(64, 32, 8, 0);
+  test_attention_prefill(128, 8, 8, 0);
+  test_attention_prefill(256, 4, 1, 0);
+  test_attention_prefill(256, 4, 1, 32);
+  test_attention_prefill(64, 8, 2, 17);
   std::printf("[gemv fusions]\n");
   test_gemv_fused();
   std::printf("[greedy on long rows]\n");

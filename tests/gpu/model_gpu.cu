@@ -4,6 +4,9 @@
 // weights), greedy + non-finite flags, out-of-range ids rejected with the context alive.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -154,29 +157,103 @@ static void compare_models(model::Model& cpu, model::Model& gpu, const std::vect
   }
 }
 
-static void test_fixture() {
-  auto lm = model::load_model(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/llama");
-  CHECK(lm.ok(), "load fixture: %s", lm.status().message().c_str());
+// Fixture checkpoints (tiny, high-gain random models) on the CPU and the GPU. bf16
+// tolerance: HF transformers itself in bf16 differs from its fp32 logits by up to 6.3% per
+// row (median 1.5%) on the llama fixture; the GPU keeps the residual in fp32 but rounds
+// activations to bf16, so it gets the same class of error.
+static void test_fixture(const char* name) {
+  auto lm = model::load_model(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name);
+  CHECK(lm.ok(), "load fixture %s: %s", name, lm.status().message().c_str());
   if (!lm.ok()) return;
   auto pool = std::make_shared<ThreadPool>(4);
   std::shared_ptr<model::Model> cpu(std::move(lm.value().model));
   cpu->set_pool(pool);
   std::shared_ptr<const model::WeightSet> ws(cpu, &cpu->weights());
   auto g = cuda::create_cuda_model(cpu->config(), ws, {});
-  CHECK(g.ok(), "create cuda fixture: %s", g.status().message().c_str());
+  CHECK(g.ok(), "create cuda fixture %s: %s", name, g.status().message().c_str());
   if (!g.ok()) return;
   std::mt19937 rng(1);
-  model::Batch p;
-  for (int i = 0; i < 37; ++i) p.add(rng() % 1000, i, 0, true);
-  for (int i = 0; i < 5; ++i) p.add(rng() % 1000, i, 1, true);
-  model::Batch d;
+  const int vocab = static_cast<int>(std::min<int64_t>(1000, cpu->embedding_rows()));
+  model::Batch p;  // 37-token prompt (past the gemma3 fixture's window of 8) + a 5-token one
+  for (int i = 0; i < 37; ++i) p.add(rng() % vocab, i, 0, true);
+  for (int i = 0; i < 5; ++i) p.add(rng() % vocab, i, 1, true);
+  model::Batch d;  // decode both (the fused small-batch path)
   d.add(5, 37, 0, true);
   d.add(6, 5, 1, true);
-  // bf16 tolerance. The fixture is a high-gain model (embeddings std 1, gain 2): HF
-  // transformers itself in bf16 differs from its fp32 logits by up to 6.3% per row
-  // (median 1.5%) on 37 such tokens; the GPU keeps the residual in fp32 but rounds
-  // activations to bf16, so it gets the same class of error.
-  compare_models(*cpu, *g.value(), {p, d}, 0.15, "fixture llama", 0.03);
+  model::Batch c;  // a 20-token chunk continuing sequence 0 next to a decode of sequence 1
+  for (int i = 38; i < 58; ++i) c.add(rng() % vocab, i, 0, true);
+  c.add(7, 6, 1, true);
+  compare_models(*cpu, *g.value(), {p, d, c}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
+}
+
+// Vocabulary safety on the GPU, at the model level (the audit's mask is what the runtime
+// passes): padding rows (the raw argmax in this fixture) are never selected; a NaN weight
+// gives the non-finite flag (id -1) for the affected rows, and the next step still runs.
+static std::unique_ptr<model::Model> gpu_fixture(const char* name, std::shared_ptr<model::Model>& cpu_out) {
+  auto lm = model::load_model(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name);
+  CHECK(lm.ok(), "load fixture %s: %s", name, lm.status().message().c_str());
+  if (!lm.ok()) return nullptr;
+  cpu_out = std::shared_ptr<model::Model>(std::move(lm.value().model));
+  cpu_out->set_pool(std::make_shared<ThreadPool>(4));
+  std::shared_ptr<const model::WeightSet> ws(cpu_out, &cpu_out->weights());
+  auto g = cuda::create_cuda_model(cpu_out->config(), ws, {});
+  CHECK(g.ok(), "create cuda fixture %s: %s", name, g.status().message().c_str());
+  return g.ok() ? std::move(g.value()) : nullptr;
+}
+
+static void test_vocab_safety() {
+  std::shared_ptr<model::Model> cpu;
+  {
+    auto g = gpu_fixture("vocab_gemma3_padding_rows", cpu);
+    if (g) {
+      const int64_t rows = g->head_rows(), tok = 262145;  // tokenizer ids 0..262144
+      CHECK(rows == 262208, "padding fixture rows %lld", (long long)rows);
+      std::vector<uint8_t> valid(rows, 1);
+      for (int64_t i = tok; i < rows; ++i) valid[i] = 0;
+      engine::KvCache kv(g->kv_shape(), 64, false);
+      // the reference case's prompt (its raw argmax is a padding row)
+      std::ifstream f(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/vocab_gemma3_padding_rows/expected.json");
+      const auto ids0 = nlohmann::json::parse(f)["cases"][0]["prompt_ids"].get<std::vector<int32_t>>();
+      const int np = static_cast<int>(ids0.size());
+      model::Batch b;
+      for (int i = 0; i < np; ++i) b.add(ids0[i], i, 0, i + 1 == np);
+      std::vector<float> lg;
+      Status st = g->forward(b, kv, lg, {});
+      CHECK(st.ok(), "padding fixture forward: %s", st.message().c_str());
+      int raw = 0;
+      for (int64_t i = 1; i < rows; ++i)
+        if (lg[i] > lg[raw]) raw = static_cast<int>(i);
+      CHECK(raw >= tok, "the fixture's raw argmax should be a padding row, got %d", raw);
+      g->release_sequence(0);
+      std::vector<int32_t> ids;
+      std::vector<float> lps;
+      for (int step = 0; step < 8 && st.ok(); ++step) {
+        model::Batch s1;
+        if (step == 0) s1 = b;
+        else s1.add(ids[0], np - 1 + step, 0, true);
+        st = g->forward_greedy(s1, kv, &valid, ids, lps, {});
+        CHECK(st.ok() && ids.size() == 1 && ids[0] >= 0 && ids[0] < tok, "step %d: greedy id %d must be < %lld (%s)",
+              step, ids.empty() ? -2 : ids[0], (long long)tok, st.message().c_str());
+      }
+    }
+  }
+  {
+    auto g = gpu_fixture("vocab_nan_weight", cpu);
+    if (g) {
+      std::vector<uint8_t> valid(g->head_rows(), 1);
+      engine::KvCache kv(g->kv_shape(), 64, false);
+      model::Batch b;
+      for (int i = 0; i < 4; ++i) b.add(1 + i, i, 0, i == 3);
+      std::vector<int32_t> ids;
+      std::vector<float> lps;
+      Status st = g->forward_greedy(b, kv, &valid, ids, lps, {});
+      CHECK(st.ok() && ids.size() == 1 && ids[0] == -1, "NaN weight: row must be flagged non-finite (id %d, %s)",
+            ids.empty() ? -2 : ids[0], st.message().c_str());
+      g->release_sequence(0);
+      st = g->forward_greedy(b, kv, &valid, ids, lps, {});
+      CHECK(st.ok(), "context alive after a non-finite step: %s", st.message().c_str());
+    }
+  }
 }
 
 static void test_random_smollm() {
@@ -233,6 +310,7 @@ static void test_random_smollm() {
 }
 
 void run_kernel_gpu_tests(int& pass, int& fail);
+void run_qkv_post_gpu_tests(int& pass, int& fail);
 void run_kernel_bench();
 
 int main(int argc, char** argv) {
@@ -251,8 +329,13 @@ int main(int argc, char** argv) {
   std::printf("[greedy + non-finite flags]\n");
   test_greedy_flags();
   run_kernel_gpu_tests(g_pass, g_fail);
-  std::printf("[fixture llama vs CPU]\n");
-  test_fixture();
+  run_qkv_post_gpu_tests(g_pass, g_fail);
+  std::printf("[vocabulary safety on the GPU]\n");
+  test_vocab_safety();
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3"}) {
+    std::printf("[fixture %s vs CPU]\n", f);
+    test_fixture(f);
+  }
   if (!quick) {
     std::printf("[random smollm2-135m vs CPU]\n");
     test_random_smollm();

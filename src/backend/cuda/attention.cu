@@ -51,16 +51,21 @@ __global__ void k_attn_rows(AttnArgs a) {
     const int64_t blk = bt[j / kBlockTokens];
     float s = -INFINITY;
     if (blk >= 0 && blk < a.n_blocks) {
-      const uint4* kp = reinterpret_cast<const uint4*>(kv_row(a.k_cache, blk, a.n_kv, g, j, a.hd));
+      const bf16* krow = kv_row(a.k_cache, blk, a.n_kv, g, j, a.hd);
       float dot = 0.0f;
-      for (int c = 0; c < a.hd / 8; ++c) {
-        uint4 u = kp[c];
-        const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+      if (a.hd % 8 == 0) {
+        const uint4* kp = reinterpret_cast<const uint4*>(krow);
+        for (int c = 0; c < a.hd / 8; ++c) {
+          uint4 u = kp[c];
+          const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&u);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          float2 f = __bfloat1622float2(b2[e]);
-          dot += q[c * 8 + 2 * e] * f.x + q[c * 8 + 2 * e + 1] * f.y;
+          for (int e = 0; e < 4; ++e) {
+            float2 f = __bfloat1622float2(b2[e]);
+            dot += q[c * 8 + 2 * e] * f.x + q[c * 8 + 2 * e + 1] * f.y;
+          }
         }
+      } else {  // tiny head dims (test fixtures): scalar loads
+        for (int d = 0; d < a.hd; ++d) dot += q[d] * __bfloat162float(krow[d]);
       }
       s = dot;
     } else {

@@ -74,31 +74,46 @@ __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, flo
     for (int e = 0; e < E; ++e) o[g][e] = 0.0f;
   }
   const int32_t* bt = a.block_table + static_cast<int64_t>(a.seq_slot[t]) * a.max_blocks;
-  for (int j = k_begin + warp; j < k_end; j += kWarps) {
-    const int64_t blk = bt[j / kBlockTokens];
-    if (blk < 0 || blk >= a.n_blocks) {
-      if (lane == 0) atomicAdd(&a.flags->bad_kv_slot, 1);
-      continue;
+  // Each warp takes runs of kU consecutive keys; all kU K/V rows are loaded before any
+  // is used, so the loads of a run overlap (decode attention is latency-bound).
+  constexpr int kU = 4;
+  for (int j0 = k_begin + warp * kU; j0 < k_end; j0 += kWarps * kU) {
+    float kv[kU][E], vv[kU][E];
+    bool ok[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int j = j0 + u;
+      ok[u] = false;
+      if (j >= k_end) continue;
+      const int64_t blk = bt[j / kBlockTokens];
+      if (blk < 0 || blk >= a.n_blocks) {
+        if (lane == 0) atomicAdd(&a.flags->bad_kv_slot, 1);
+        continue;
+      }
+      ok[u] = true;
+      const int64_t off = ((blk * a.n_kv + kvh) * kBlockTokens + (j % kBlockTokens)) * static_cast<int64_t>(HD) + lane * E;
+      load_vec<E>(a.k_cache + off, kv[u]);
+      load_vec<E>(a.v_cache + off, vv[u]);
     }
-    const int64_t off = ((blk * a.n_kv + kvh) * kBlockTokens + (j % kBlockTokens)) * static_cast<int64_t>(HD) + lane * E;
-    float kv[E], vv[E];
-    load_vec<E>(a.k_cache + off, kv);
-    load_vec<E>(a.v_cache + off, vv);
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= G) break;
-      float s = 0.0f;
+    for (int u = 0; u < kU; ++u) {
+      if (!ok[u]) continue;
 #pragma unroll
-      for (int e = 0; e < E; ++e) s = fmaf(q[g][e], kv[e], s);
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= G) break;
+        float s = 0.0f;
 #pragma unroll
-      for (int x = 16; x > 0; x >>= 1) s += __shfl_xor_sync(0xffffffffu, s, x);
-      const float mn = fmaxf(m[g], s);
-      const float alpha = exp2f(m[g] - mn);  // m = -inf first: alpha 0
-      const float p = exp2f(s - mn);
-      l[g] = l[g] * alpha + p;
+        for (int e = 0; e < E; ++e) s = fmaf(q[g][e], kv[u][e], s);
 #pragma unroll
-      for (int e = 0; e < E; ++e) o[g][e] = fmaf(o[g][e], alpha, p * vv[e]);
-      m[g] = mn;
+        for (int x = 16; x > 0; x >>= 1) s += __shfl_xor_sync(0xffffffffu, s, x);
+        const float mn = fmaxf(m[g], s);
+        const float alpha = exp2f(m[g] - mn);  // m = -inf first: alpha 0
+        const float p = exp2f(s - mn);
+        l[g] = l[g] * alpha + p;
+#pragma unroll
+        for (int e = 0; e < E; ++e) o[g][e] = fmaf(o[g][e], alpha, p * vv[u][e]);
+        m[g] = mn;
+      }
     }
   }
   // Merge the 4 warps.
@@ -158,7 +173,7 @@ bool attention_decode_supported(int hd, int n_heads, int n_kv) {
 
 int attention_decode_splits(int n_rows, int n_kv, int max_ctx) {
   const int want = (2 * 132 + n_rows * n_kv - 1) / (n_rows * n_kv);  // ~2 blocks per SM
-  const int by_len = (max_ctx + 63) / 64;                              // >= 64 keys per split
+  const int by_len = (max_ctx + 31) / 32;                              // >= 32 keys per split
   return std::max(1, std::min({want, by_len, 32}));
 }
 

@@ -13,6 +13,7 @@
 
 #include "backend/cpu/quant.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/qkv_post.h"
 #include "model/layers/layers.h"
 
 namespace ballast::cuda {
@@ -64,8 +65,12 @@ struct DevBuf {
 };
 
 struct Layer {
-  bf16 *wqkv = nullptr, *wo = nullptr, *wgu = nullptr, *wdown = nullptr;
-  float *ln1 = nullptr, *ln2 = nullptr;
+  bf16 *wqkv = nullptr, *wo = nullptr, *wgu = nullptr, *wdown = nullptr;  // (qd+2kd, H), (H, qd), (2F, H), (H, F)
+  float *ln1 = nullptr, *ln2 = nullptr;  // input norm; pre-MLP norm (Llama: post_attention_layernorm)
+  float* bias = nullptr;                 // (qd + 2kd) q|k|v bias (Qwen2) or null
+  float *q_norm = nullptr, *k_norm = nullptr;           // (hd) (Qwen3, Gemma 3) or null
+  float *post_attn = nullptr, *post_ffw = nullptr;      // (H) Gemma 3 sandwich norms or null
+  bool sliding = false;                                 // Gemma 3 local layer: window + local RoPE
 };
 
 class CudaModel : public model::Model {
@@ -103,15 +108,17 @@ class CudaModel : public model::Model {
     set_debug_sync(opts_.debug_sync);
     BALLAST_RETURN_IF_ERROR(cuda_available());
     const auto& c = cfg_;
-    if (cfg_.arch != "llama")
+    if (cfg_.arch != "llama" && cfg_.arch != "gemma3")
       return error(ErrorCode::kUnsupported, "--device cuda: architecture '" + cfg_.source_arch +
-                                                "' is not implemented on the GPU yet (Llama family only)");
-    if (c.attn_bias || c.qk_norm)
-      return error(ErrorCode::kUnsupported, "--device cuda: q/k/v bias and q/k norm (Qwen2/Qwen3) not implemented yet");
-    if (c.head_dim % 8 != 0 || c.head_dim > 256 || c.hidden % 8 != 0 || c.ffn % 8 != 0 ||
+                                                "' is not implemented on the GPU yet (Llama family, Qwen2/3, Gemma 3)");
+    gemma_ = cfg_.arch == "gemma3";
+    if (c.final_logit_softcap > 0 || c.attn_logit_softcap > 0)
+      return error(ErrorCode::kUnsupported, "--device cuda: logit soft-capping is not implemented on the GPU yet");
+    if (c.head_dim % 2 != 0 || c.head_dim > 256 || c.hidden % 8 != 0 || c.ffn % 8 != 0 ||
         c.n_heads % c.n_kv_heads != 0)
-      return error(ErrorCode::kUnsupported, "--device cuda: head_dim " + std::to_string(c.head_dim) +
-                                                " / hidden / ffn not supported (multiples of 8, head_dim <= 256)");
+      return error(ErrorCode::kUnsupported, "--device cuda: head_dim " + std::to_string(c.head_dim) + ", hidden " +
+                                                std::to_string(c.hidden) + ", ffn " + std::to_string(c.ffn) +
+                                                " not supported (hidden and ffn multiples of 8, head_dim even and <= 256)");
     rows_ = rows;
     head_rows_ = head_rows;
     tied_ = tied;
@@ -137,11 +144,25 @@ class CudaModel : public model::Model {
       BALLAST_RETURN_IF_ERROR(alloc(&l.wdown, H * c.ffn));
       BALLAST_RETURN_IF_ERROR(alloc(&l.ln1, H));
       BALLAST_RETURN_IF_ERROR(alloc(&l.ln2, H));
+      if (c.attn_bias) BALLAST_RETURN_IF_ERROR(alloc(&l.bias, qd + 2 * kd));
+      if (c.qk_norm) {
+        BALLAST_RETURN_IF_ERROR(alloc(&l.q_norm, c.head_dim));
+        BALLAST_RETURN_IF_ERROR(alloc(&l.k_norm, c.head_dim));
+      }
+      if (gemma_) {
+        BALLAST_RETURN_IF_ERROR(alloc(&l.post_attn, H));
+        BALLAST_RETURN_IF_ERROR(alloc(&l.post_ffw, H));
+      }
     }
-    auto inv = model::rope_inv_freq(c.rope, c.head_dim);
-    inv.resize(c.head_dim / 2, 0.0f);
-    BALLAST_RETURN_IF_ERROR(alloc(&inv_freq_, inv.size()));
-    CU_RETURN(cudaMemcpy(inv_freq_, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+    for (int64_t i = 0; i < c.n_layers; ++i)
+      layers_[i].sliding = c.sliding_window > 0 && i < static_cast<int64_t>(c.layer_sliding.size()) && c.layer_sliding[i];
+    for (int local = 0; local < 2; ++local) {
+      auto inv = model::rope_inv_freq(local ? c.rope_local : c.rope, c.head_dim);
+      inv.resize(c.head_dim / 2, 0.0f);
+      float*& dst = local ? inv_freq_local_ : inv_freq_;
+      BALLAST_RETURN_IF_ERROR(alloc(&dst, inv.size()));
+      CU_RETURN(cudaMemcpy(dst, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+    }
     BALLAST_RETURN_IF_ERROR(alloc(&flags_d_, 1));
     CU_RETURN(cudaHostAlloc(&flags_h_, sizeof(ErrorFlags), cudaHostAllocDefault));
     return Status();
@@ -154,14 +175,18 @@ class CudaModel : public model::Model {
     uint64_t s = seed * 1000003ull;
     fill_uniform_bf16(emb_, rows_ * H, a, ++s, stream_);
     if (!tied_) fill_uniform_bf16(head_, head_rows_ * H, a, ++s, stream_);
-    fill_const_f32(final_norm_, H, 1.0f, stream_);
+    const float one = static_cast<float>(1.0 - c.norm_offset);  // norms scale by offset + w = 1
+    fill_const_f32(final_norm_, H, one, stream_);
     for (auto& l : layers_) {
       fill_uniform_bf16(l.wqkv, (qd + 2 * kd) * H, a, ++s, stream_);
       fill_uniform_bf16(l.wo, H * qd, a, ++s, stream_);
       fill_uniform_bf16(l.wgu, 2 * c.ffn * H, a, ++s, stream_);
       fill_uniform_bf16(l.wdown, H * c.ffn, a, ++s, stream_);
-      fill_const_f32(l.ln1, H, 1.0f, stream_);
-      fill_const_f32(l.ln2, H, 1.0f, stream_);
+      for (float* w : {l.ln1, l.ln2, l.post_attn, l.post_ffw})
+        if (w) fill_const_f32(w, H, one, stream_);
+      for (float* w : {l.q_norm, l.k_norm})
+        if (w) fill_const_f32(w, c.head_dim, one, stream_);
+      if (l.bias) fill_const_f32(l.bias, qd + 2 * kd, 0.0f, stream_);
     }
     LAUNCH("fill_random", (void)0);
     CU_RETURN(cudaStreamSynchronize(stream_));
@@ -186,7 +211,22 @@ class CudaModel : public model::Model {
       BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "mlp.up_proj.weight")), l.wgu, c.ffn * H));
       BALLAST_RETURN_IF_ERROR(upload(ws_->find(L(i, "mlp.down_proj.weight")), l.wdown, 0));
       BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "input_layernorm.weight"), l.ln1, H));
-      BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "post_attention_layernorm.weight"), l.ln2, H));
+      if (gemma_) {
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "pre_feedforward_layernorm.weight"), l.ln2, H));
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "post_attention_layernorm.weight"), l.post_attn, H));
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "post_feedforward_layernorm.weight"), l.post_ffw, H));
+      } else {
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "post_attention_layernorm.weight"), l.ln2, H));
+      }
+      if (l.q_norm) {
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "self_attn.q_norm.weight"), l.q_norm, c.head_dim));
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "self_attn.k_norm.weight"), l.k_norm, c.head_dim));
+      }
+      if (l.bias) {
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "self_attn.q_proj.bias"), l.bias, qd));
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "self_attn.k_proj.bias"), l.bias + qd, kd));
+        BALLAST_RETURN_IF_ERROR(upload_f32(L(i, "self_attn.v_proj.bias"), l.bias + qd + kd, kd));
+      }
     }
     if (ws_->find("rope_freqs")) {
       BALLAST_ASSIGN_OR_RETURN(auto f, ws_->get_f32("rope_freqs", c.head_dim / 2));
@@ -365,7 +405,7 @@ class CudaModel : public model::Model {
       if (b.want_logits[i]) logit_idx_.push_back(i);
       max_ctx = std::max(max_ctx, b.positions[i] + 1);
     }
-    const bool use_tiles = c.sliding_window == 0 && !no_flash_ &&
+    const bool use_tiles = !no_flash_ &&
                            (c.head_dim == 64 || c.head_dim == 128 || c.head_dim == 256);
     for (int i = 0; i < n;) {
       int j = i + 1;
@@ -492,7 +532,7 @@ class CudaModel : public model::Model {
     aa.n_kv = static_cast<int>(c.n_kv_heads);
     aa.hd = static_cast<int>(c.head_dim);
     aa.scale = static_cast<float>(c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-    aa.window = static_cast<int>(c.sliding_window);
+    aa.window = 0;  // per layer
     aa.max_ctx = st.max_ctx;
     aa.out = att_.p;
     aa.flags = flags_d_;
@@ -500,13 +540,32 @@ class CudaModel : public model::Model {
     LAUNCH("embed", embed(emb_, rows_, H, d, n, static_cast<float>(c.embed_scale), x_.p, flags_d_, stream_));
     // Small batches (decode): RMSNorm fused into the GEMV prologue, the residual add into
     // its epilogue, the GLU into the gate|up GEMV: 5-6 kernels per layer.
-    const bool small = n <= kGemvMaxTokens && !no_fused_gemv_;
+    const bool small = n <= kGemvMaxTokens && !no_fused_gemv_ && !gemma_;
     auto attention = [&](int64_t l) -> Status {
-      LAUNCH("rope_write_kv", rope_write_kv(qkv_.p, n, aa.n_heads, aa.n_kv, aa.hd, d + st.off_pos, inv_freq_,
-                                            c.rope_layout == model::RopeLayout::kInterleaved, d + st.off_slot,
-                                            n_blocks_ * 16, k_cache_[l], v_cache_[l], flags_d_, stream_));
+      const Layer& ly = layers_[l];
+      QkvPostArgs qa{};
+      qa.qkv = qkv_.p;
+      qa.n = n;
+      qa.n_heads = aa.n_heads;
+      qa.n_kv = aa.n_kv;
+      qa.hd = aa.hd;
+      qa.bias = ly.bias;
+      qa.q_norm = ly.q_norm;
+      qa.k_norm = ly.k_norm;
+      qa.eps = eps;
+      qa.norm_offset = off;
+      qa.pos = d + st.off_pos;
+      qa.inv_freq = ly.sliding ? inv_freq_local_ : inv_freq_;
+      qa.interleaved = c.rope_layout == model::RopeLayout::kInterleaved;
+      qa.slot = d + st.off_slot;
+      qa.n_slots = n_blocks_ * 16;
+      qa.k_cache = k_cache_[l];
+      qa.v_cache = v_cache_[l];
+      qa.flags = flags_d_;
+      LAUNCH("qkv_post", qkv_post(qa, stream_));
       aa.k_cache = k_cache_[l];
       aa.v_cache = v_cache_[l];
+      aa.window = ly.sliding ? static_cast<int>(c.sliding_window) : 0;
       if (st.n_tiles > 0)
         LAUNCH("attention_prefill", attention_prefill(aa, reinterpret_cast<const PrefillTile*>(d + st.off_tiles),
                                                       st.n_tiles, stream_));
@@ -540,19 +599,30 @@ class CudaModel : public model::Model {
       }
       LAUNCH("final_norm", rmsnorm(x_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
     } else {
+      // Llama: x += delta and the next norm fused (add_rmsnorm). Gemma 3: the sublayer
+      // output is normed first (post-attention / post-FFN), then added, then the next norm.
       for (int64_t l = 0; l < c.n_layers; ++l) {
         const Layer& ly = layers_[l];
         if (l == 0) LAUNCH("rmsnorm", rmsnorm(x_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
-        else LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
+        else if (!gemma_) LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln1, n, H, eps, off, hn_.p, stream_));
         LAUNCH("gemm_qkv", gemm_bf16(blas_, ly.wqkv, qd + 2 * kd, H, hn_.p, n, qkv_.p, stream_));
         BALLAST_RETURN_IF_ERROR(attention(l));
         LAUNCH("gemm_o", gemm_bf16(blas_, ly.wo, H, qd, att_.p, n, delta_.p, stream_));
-        LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
+        if (gemma_)
+          LAUNCH("add_postnorm_rmsnorm", add_postnorm_rmsnorm(x_.p, delta_.p, ly.post_attn, ly.ln2, n, H, eps, off,
+                                                              hn_.p, stream_));
+        else
+          LAUNCH("add_rmsnorm", add_rmsnorm(x_.p, delta_.p, ly.ln2, n, H, eps, off, hn_.p, stream_));
         LAUNCH("gemm_gate_up", gemm_bf16(blas_, ly.wgu, 2 * F, H, hn_.p, n, gu_.p, stream_));
         LAUNCH("swiglu", swiglu(gu_.p, n, F, gelu, act_.p, stream_));
         LAUNCH("gemm_down", gemm_bf16(blas_, ly.wdown, H, F, act_.p, n, delta_.p, stream_));
+        if (gemma_) {
+          const float* next = l + 1 < c.n_layers ? layers_[l + 1].ln1 : final_norm_;
+          LAUNCH("add_postnorm_rmsnorm", add_postnorm_rmsnorm(x_.p, delta_.p, ly.post_ffw, next, n, H, eps, off, hn_.p,
+                                                              stream_));
+        }
       }
-      LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
+      if (!gemma_) LAUNCH("final_norm", add_rmsnorm(x_.p, delta_.p, final_norm_, n, H, eps, off, hn_.p, stream_));
     }
     if (m == 0) return Status();
     const bf16* sel = hn_.p;
@@ -599,7 +669,8 @@ class CudaModel : public model::Model {
   cublasHandle_t blas_ = nullptr;
   std::vector<void*> allocs_;
   bf16 *emb_ = nullptr, *head_ = nullptr;
-  float *final_norm_ = nullptr, *inv_freq_ = nullptr;
+  float *final_norm_ = nullptr, *inv_freq_ = nullptr, *inv_freq_local_ = nullptr;  // (H), (hd/2), (hd/2)
+  bool gemma_ = false;  // Gemma 3 sandwich norms
   std::vector<Layer> layers_;
   // Paged KV cache: per layer (blocks, n_kv, 16, hd) for K and V.
   int64_t block_elems_ = 0, n_blocks_ = 0;

@@ -31,9 +31,10 @@ __device__ __forceinline__ float glu_act(float g, bool gelu) {
   return g / (1.0f + __expf(-g));
 }
 
-constexpr int kRowsPerBlock = 8;  // one warp per output row (two for GLU pairs: gate, up)
+constexpr int kWarpsPerBlock = 8;
 
-// grid ceil(N / 8), block 256. NT: activation rows handled (n <= NT; rows >= n idle).
+// grid ceil(N / (8 / wpr)), block 256: wpr warps per output row (GLU pairs: per gate/up
+// row pair). NT: activation rows handled (n <= NT; rows >= n idle).
 // kNorm: X rows = bf16(rmsnorm(xf) * (offset + w)) built in shared memory first, exactly
 // as the rmsnorm kernel rounds them. Epilogues: store bf16/f32, add into the f32
 // residual (Y += bf16(v), as the unfused add does), or GLU pairs (rows i and N + i of
@@ -72,39 +73,43 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
     __syncthreads();
     X = xs;
   }
-  const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= a.N) return;
+  // wpr warps share a row (split over K) so short matrices still fill the GPU.
+  const int wpr = a.wpr, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % wpr;
+  const int row = blockIdx.x * (kWarpsPerBlock / wpr) + warp / wpr;
+  const bool active = row < a.N;
   constexpr bool kPair = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
   constexpr int R = kPair ? 2 : 1;  // weight rows per warp
   const uint4* w[R];
-  w[0] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(row) * K);
-  if constexpr (kPair) w[R - 1] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(row + a.N) * K);
-  const int chunks = K / 8;
+  w[0] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(active ? row : 0) * K);
+  if constexpr (kPair) w[R - 1] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>((active ? row : 0) + a.N) * K);
+  const int chunks = active ? K / 8 : 0;
   float acc[R][NT];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
   auto xload = [&](int t, int c) { return *(reinterpret_cast<const uint4*>(X + static_cast<int64_t>(t) * K) + c); };
-  constexpr int kU = kPair ? 4 : 8;  // 16-byte weight loads in flight per lane
-  int c = lane;
-  for (; c + (kU - 1) * 32 < chunks; c += kU * 32) {
+  constexpr int kU = 8;  // 16-byte weight loads in flight per lane and weight row
+  const int S = wpr * 32;
+  int c = part * 32 + lane;
+  for (; c + (kU - 1) * S < chunks; c += kU * S) {
     uint4 wv[R][kU];
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int u = 0; u < kU; ++u) wv[r][u] = __ldcs(w[r] + c + u * 32);  // streamed once
+      for (int u = 0; u < kU; ++u) wv[r][u] = __ldcs(w[r] + c + u * S);  // streamed once
 #pragma unroll
     for (int u = 0; u < kU; ++u)
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
         if (t >= n) break;
-        const uint4 xv = xload(t, c + u * 32);
+        const uint4 xv = xload(t, c + u * S);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r][t] += dot8(wv[r][u], xv);
       }
   }
-  for (; c < chunks; c += 32) {
+#pragma unroll 4
+  for (; c < chunks; c += S) {
     uint4 wv[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) wv[r] = __ldcs(w[r] + c);
@@ -116,16 +121,26 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
       for (int r = 0; r < R; ++r) acc[r][t] += dot8(wv[r], xv);
     }
   }
+  __shared__ float red[kWarpsPerBlock][R][NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float v = acc[r][t];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) red[warp][r][t] = v;
+    }
+  if (wpr > 1) __syncthreads();
+  if (!active || part != 0 || lane != 0) return;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     if (t >= n) break;
     float v[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      v[r] = acc[r][t];
-      for (int o = 16; o > 0; o >>= 1) v[r] += __shfl_xor_sync(0xffffffffu, v[r], o);
+      v[r] = 0.0f;
+      for (int p = 0; p < wpr; ++p) v[r] += red[warp + p][r][t];
     }
-    if (lane != 0) continue;
     const int64_t i = static_cast<int64_t>(t) * a.N + row;
     if constexpr (kEpi == GemvEpi::kStoreBf16) {
       static_cast<bf16*>(a.Y)[i] = __float2bfloat16(v[0]);
@@ -151,7 +166,8 @@ void launch_gemv(const GemvArgs& a, cudaStream_t s) {
       configured = smem;
     }
   }
-  k_gemv<NT, kNorm, kEpi><<<(a.N + kRowsPerBlock - 1) / kRowsPerBlock, 256, smem, s>>>(a);
+  const int rows_per_block = kWarpsPerBlock / a.wpr;
+  k_gemv<NT, kNorm, kEpi><<<(a.N + rows_per_block - 1) / rows_per_block, 256, smem, s>>>(a);
 }
 
 template <bool kNorm, GemvEpi kEpi>
@@ -184,21 +200,32 @@ void cublas_gemm(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, i
 }
 }  // namespace
 
-bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s) {
-  if (a.K % 8 != 0 || a.n < 1 || a.n > kGemvMaxTokens) return false;
+bool gemv_small(const GemvArgs& args, GemvEpi epi, cudaStream_t s) {
+  if (args.K % 8 != 0 || args.n < 1 || args.n > kGemvMaxTokens) return false;
+  GemvArgs a = args;
+  // Enough warps for about half of every SM's warp slots: short matrices split K.
+  static const int sms = [] {
+    int dev = 0, v = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
+    return v;
+  }();
+  const int64_t want = static_cast<int64_t>(sms) * 32;
+  a.wpr = 1;
+  while (a.wpr < kWarpsPerBlock && static_cast<int64_t>(a.N) * a.wpr < want && a.K / 8 >= a.wpr * 64) a.wpr *= 2;
   if (a.xf) dispatch_epi<true>(a, epi, s);
   else dispatch_epi<false>(a, epi, s);
   return true;
 }
 
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s) {
-  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y};
+  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y, 1};
   if (gemv_small(a, GemvEpi::kStoreBf16, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_16BF, s);
 }
 
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s) {
-  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y};
+  GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y, 1};
   if (gemv_small(a, GemvEpi::kStoreF32, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_32F, s);
 }

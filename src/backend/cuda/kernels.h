@@ -113,6 +113,7 @@ struct GemvArgs {
   float eps, offset;
   int n;
   void* Y;
+  int wpr = 1;  // warps per output row: set by gemv_small
 };
 // false (nothing launched) when n or K are outside what the GEMV handles.
 bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s);

@@ -1,0 +1,154 @@
+// Attention input post-processing (bias, per-head q/k RMSNorm, RoPE, paged KV write) and
+// Gemma 3's fused post-norm + residual add + next norm. See qkv_post.h.
+#include "backend/cuda/qkv_post.h"
+
+namespace ballast::cuda {
+
+namespace {
+constexpr int kWarps = 8;     // qkv_post block: 8 warps, one head per warp at a time
+constexpr int kMaxPairs = 4;  // rope pairs per lane: hd/2 <= 128 = 32 lanes * 4
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the total.
+__device__ __forceinline__ float block_sum(float v, float* red) {
+  v = warp_sum(v);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();  // red may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  const int nw = blockDim.x >> 5;
+  v = lane < nw ? red[lane] : 0.0f;
+  return warp_sum(v);
+}
+
+// grid: n tokens; block: kWarps * 32. Row t of qkv: (n_heads + 2 n_kv) heads of hd, q heads,
+// then k heads, then v heads, so head h starts at column h * hd. Lane l of the warp owning a
+// head holds rope pairs j = l + 32 k (k < kMaxPairs, j < hd/2) as two fp32 registers:
+// elements (j, j + hd/2) rotate-half, (2j, 2j+1) interleaved. v heads use the same mapping
+// (bias only). Shared cos/sin: (hd/2) for pos[t], from a double angle as the CPU does.
+__global__ void k_qkv_post(QkvPostArgs a) {
+  __shared__ float cs[kMaxPairs * 32], sn[kMaxPairs * 32];
+  const int t = blockIdx.x;
+  const int hd = a.hd, half = hd / 2;
+  const int width = (a.n_heads + 2 * a.n_kv) * hd;  // qd + 2 kd
+  bf16* row = a.qkv + static_cast<int64_t>(t) * width;
+  const double p = static_cast<double>(a.pos[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double sd, cd;
+    sincos(p * static_cast<double>(a.inv_freq[i]), &sd, &cd);
+    cs[i] = static_cast<float>(cd);
+    sn[i] = static_cast<float>(sd);
+  }
+  const int64_t sl = a.slot[t];
+  const bool slot_ok = sl >= 0 && sl < a.n_slots;
+  if (!slot_ok && threadIdx.x == 0) atomicAdd(&a.flags->bad_kv_slot, 1);
+  const int64_t blk = sl / 16, off = sl % 16;  // used only when slot_ok
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int heads = a.n_heads + 2 * a.n_kv;
+  for (int h = warp; h < heads; h += kWarps) {  // warp-uniform: shuffles below are safe
+    const int kind = h < a.n_heads ? 0 : (h < a.n_heads + a.n_kv ? 1 : 2);  // q, k, v
+    const int col0 = h * hd;
+    float x0[kMaxPairs], x1[kMaxPairs];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxPairs; ++k) {
+      const int j = lane + 32 * k;
+      x0[k] = x1[k] = 0.0f;
+      if (j < half) {
+        const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+        x0[k] = __bfloat162float(row[col0 + i0]);
+        x1[k] = __bfloat162float(row[col0 + i1]);
+        if (a.bias) {
+          x0[k] += a.bias[col0 + i0];
+          x1[k] += a.bias[col0 + i1];
+        }
+        ss += x0[k] * x0[k] + x1[k] * x1[k];
+      }
+    }
+    // Per-head RMSNorm (CPU: x * (1 / sqrt(mean(x^2) + eps)) * (offset + w)).
+    const float* nw = kind == 0 ? a.q_norm : (kind == 1 ? a.k_norm : nullptr);
+    if (nw) {
+      ss = warp_sum(ss);
+      const float inv = 1.0f / sqrtf(ss / static_cast<float>(hd) + a.eps);
+#pragma unroll
+      for (int k = 0; k < kMaxPairs; ++k) {
+        const int j = lane + 32 * k;
+        if (j < half) {
+          const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+          x0[k] = x0[k] * inv * (a.norm_offset + nw[i0]);
+          x1[k] = x1[k] * inv * (a.norm_offset + nw[i1]);
+        }
+      }
+    }
+    bf16* dst = nullptr;  // this head's cache row: (blk, g, off, :) of k or v
+    if (kind != 0 && slot_ok) {
+      const int g = kind == 1 ? h - a.n_heads : h - a.n_heads - a.n_kv;
+      dst = (kind == 1 ? a.k_cache : a.v_cache) + ((blk * a.n_kv + g) * 16 + off) * hd;
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxPairs; ++k) {
+      const int j = lane + 32 * k;
+      if (j < half) {
+        const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+        float y0 = x0[k], y1 = x1[k];
+        if (kind != 2) {
+          const float c = cs[j], s = sn[j];
+          y0 = x0[k] * c - x1[k] * s;
+          y1 = x0[k] * s + x1[k] * c;
+        }
+        const bf16 b0 = __float2bfloat16(y0), b1 = __float2bfloat16(y1);
+        row[col0 + i0] = b0;  // q for attention; k, v written back too (processed values)
+        row[col0 + i1] = b1;
+        if (dst) {
+          dst[i0] = b0;
+          dst[i1] = b1;
+        }
+      }
+    }
+  }
+}
+
+// grid: n rows; block 256. x (n, H) f32, delta (n, H) bf16, out (n, H) bf16; w_post, w_next (H).
+// Matches the CPU order: h = delta * inv1 * (offset + w_post); x = x + h; out = x * inv2 * (offset + w_next).
+__global__ void k_add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int H,
+                                       float eps, float offset, bf16* out) {
+  __shared__ float red[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * H;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {
+    const float d = __bfloat162float(delta[base + i]);
+    ss += d * d;
+  }
+  ss = block_sum(ss, red);
+  const float inv1 = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
+  float ss2 = 0.0f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) {  // same thread, same i as the pass below
+    const float v = x[base + i] + __bfloat162float(delta[base + i]) * inv1 * (offset + w_post[i]);
+    x[base + i] = v;
+    ss2 += v * v;
+  }
+  ss2 = block_sum(ss2, red);
+  const float inv2 = 1.0f / sqrtf(ss2 / static_cast<float>(H) + eps);
+  for (int i = threadIdx.x; i < H; i += blockDim.x)
+    out[base + i] = __float2bfloat16(x[base + i] * inv2 * (offset + w_next[i]));
+}
+}  // namespace
+
+void qkv_post(const QkvPostArgs& a, cudaStream_t s) {
+  if (a.n <= 0) return;
+  k_qkv_post<<<a.n, kWarps * 32, 0, s>>>(a);
+}
+
+void add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int n, int H,
+                          float eps, float offset, bf16* out, cudaStream_t s) {
+  if (n <= 0) return;
+  k_add_postnorm_rmsnorm<<<n, 256, 0, s>>>(x, delta, w_post, w_next, H, eps, offset, out);
+}
+
+}  // namespace ballast::cuda

@@ -1,0 +1,40 @@
+// Per-architecture attention input and sandwich-norm kernels (qkv_post.cu):
+//  - qkv_post: q/k/v bias (Qwen2), per-head q/k RMSNorm (Qwen3, Gemma 3), RoPE and the
+//    paged KV write, in one pass. Replaces rope_write_kv for every architecture.
+//  - add_postnorm_rmsnorm: Gemma 3's post-attention / post-FFN norm fused with the
+//    residual add and the next norm.
+// Like kernels.h: launchers check nothing; device code only sets ErrorFlags.
+#pragma once
+#include <cstdint>
+
+#include "backend/cuda/kernels.h"
+
+namespace ballast::cuda {
+
+struct QkvPostArgs {
+  bf16* qkv;               // (n, qd + 2*kd) rows [q heads | k heads | v heads]; q is rewritten in place (bias, norm, rope)
+  int n, n_heads, n_kv, hd;  // hd even, hd <= 256
+  const float* bias;       // (qd + 2*kd) or null: added to q, k, v first (Qwen2)
+  const float* q_norm;     // (hd) or null: per-head RMSNorm on q (weights used as (norm_offset + w))
+  const float* k_norm;     // (hd) or null
+  float eps, norm_offset;
+  const int32_t* pos;      // (n) positions
+  const float* inv_freq;   // (hd/2) rope inverse frequencies (per layer: Gemma 3 local/global bases differ)
+  bool interleaved;        // rope layout: false = rotate-half (HF), true = interleaved pairs (GGML)
+  const int32_t* slot;     // (n) cache slot of each token
+  int64_t n_slots;         // blocks*16: slots outside [0, n_slots) are skipped and counted in flags->bad_kv_slot
+  bf16* k_cache; bf16* v_cache;  // per layer (blocks, n_kv, 16, hd); slot = block*16 + offset
+  ErrorFlags* flags;
+};
+// Per token, in fp32 and rounded to bf16 once: x += bias; q, k: x = rmsnorm(x) * (offset + w)
+// per head; q, k rotated at pos[t]. q (and the processed k, v) are written back into qkv;
+// k, v go to the cache at slot[t]. A bad slot writes nothing to the cache (q still written).
+void qkv_post(const QkvPostArgs& a, cudaStream_t s);
+
+// x (n,H) f32 residual; delta (n,H) bf16 (attention or MLP output).
+// x += rmsnorm(delta) * (offset + w_post); then out = rmsnorm(x) * (offset + w_next) (bf16), w_next may be the
+// next layer's input norm or the final norm.
+void add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int n, int H,
+                          float eps, float offset, bf16* out, cudaStream_t s);
+
+}  // namespace ballast::cuda
