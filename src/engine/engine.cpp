@@ -1,6 +1,8 @@
 // Engine step loop: schedule -> build one batch -> forward -> sample -> stop checks.
 #include "engine/engine.h"
 
+#include <random>
+
 namespace ballast::engine {
 
 const char* finish_reason_name(FinishReason r) {
@@ -28,8 +30,9 @@ Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
     return error(ErrorCode::kResourceExhausted, "request queue full (" +
                                                     std::to_string(opts_.limits.max_queue) + " waiting)");
   uint64_t id = next_id_++;
-  auto a = std::make_unique<Active>(Active{std::move(req), std::move(cb), Sampler({}, nullptr), {}, 0, 0, 0});
+  auto a = std::make_unique<Active>(Active{std::move(req), std::move(cb), Sampler({}, nullptr), {}, 0, 0, 0, 0});
   a->sampler = Sampler(a->req.sampling, valid_);
+  a->device_seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
   a->tokens = a->req.prompt;
   inbox_.emplace_back(id, std::move(a));
   return id;
@@ -126,7 +129,8 @@ bool Engine::step() {
     }
   }
   if (batch.size() == 0) return true;
-  // Plain greedy rows on a model with a device sampler: only ids cross the bus.
+  // Device models sample where the logits are: only ids (and top logprobs) cross the bus.
+  // Plain greedy rows take the cheaper greedy kernel.
   bool device_greedy = model_.has_device_greedy() && !logit_owner.empty();
   for (uint64_t id : logit_owner) {
     if (!device_greedy) break;
@@ -134,11 +138,33 @@ bool Engine::step() {
     device_greedy = p.temperature == 0.0 && p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 &&
                     p.frequency_penalty == 0.0 && p.logit_bias.empty() && p.top_logprobs == 0;
   }
+  const bool device_sample = !device_greedy && model_.has_device_sampler() && !logit_owner.empty();
   std::vector<float> logits;
   std::vector<int32_t> greedy_ids;
   std::vector<float> greedy_lp;
-  Status st = device_greedy ? model_.forward_greedy(batch, kv_, valid_.get(), greedy_ids, greedy_lp, opts_.forward)
-                            : model_.forward(batch, kv_, logits, opts_.forward);
+  std::vector<model::DeviceSampleResult> sampled;
+  Status st;
+  if (device_greedy) {
+    st = model_.forward_greedy(batch, kv_, valid_.get(), greedy_ids, greedy_lp, opts_.forward);
+  } else if (device_sample) {
+    std::vector<model::DeviceSampleRow> rows;
+    rows.reserve(logit_owner.size());
+    for (uint64_t id : logit_owner) {
+      const Active& a = *active_.at(id);
+      model::DeviceSampleRow r;
+      r.params = &a.sampler.params();
+      r.prompt = a.req.prompt.data();
+      r.n_prompt = a.req.prompt.size();
+      r.generated = a.tokens.data() + a.req.prompt.size();
+      r.n_generated = a.tokens.size() - a.req.prompt.size();
+      r.seed = a.device_seed;
+      r.step = static_cast<uint64_t>(a.n_generated);
+      rows.push_back(r);
+    }
+    st = model_.forward_sample(batch, kv_, valid_.get(), rows, sampled, opts_.forward);
+  } else {
+    st = model_.forward(batch, kv_, logits, opts_.forward);
+  }
   if (!st.ok()) {
     std::set<uint64_t> ids;
     for (const auto& ch : chunks) ids.insert(ch.id);
@@ -159,6 +185,14 @@ bool Engine::step() {
         res = error(ErrorCode::kNumericalError, "non-finite logits (NaN/Inf) among the valid ids");
       else
         res = SampleResult{greedy_ids[r], greedy_lp[r], {}};
+    } else if (device_sample) {
+      auto& d = sampled[r];
+      if (d.status == 1)
+        res = error(ErrorCode::kNumericalError, "non-finite logits (NaN/Inf) among the valid ids");
+      else if (d.status != 0 || d.id < 0)
+        res = error(ErrorCode::kInternal, "no valid token to sample");
+      else
+        res = SampleResult{d.id, d.logprob, std::move(d.top)};
     } else {
       std::span<float> row(logits.data() + r * rows, rows);
       std::span<const int32_t> prompt(a.req.prompt);

@@ -72,6 +72,7 @@ class Engine {
     int64_t computed = 0;
     int64_t n_generated = 0;
     int32_t seq = 0;
+    uint64_t device_seed = 0;  // device sampler: the request's seed (or a random one)
   };
   void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
   void drain_inbox();

@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "engine/kv_cache.h"
+#include "engine/sampler.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -26,6 +27,24 @@ struct Batch {
     want_logits.push_back(logits ? 1 : 0);
   }
   size_t size() const { return tokens.size(); }
+};
+
+// One logits row's sampling request for a device sampler (the engine's Sampler chain run
+// where the logits are).
+struct DeviceSampleRow {
+  const engine::SamplingParams* params = nullptr;
+  const int32_t* prompt = nullptr;  // penalty context: prompt ids
+  size_t n_prompt = 0;
+  const int32_t* generated = nullptr;
+  size_t n_generated = 0;
+  uint64_t seed = 0;  // per request; the draw hashes (seed, step)
+  uint64_t step = 0;  // tokens generated so far
+};
+struct DeviceSampleResult {
+  int32_t id = -1;
+  float logprob = 0;
+  int status = 0;  // 0 ok, 1 non-finite valid logit, 2 no valid token
+  std::vector<std::pair<int32_t, float>> top;
 };
 
 struct ForwardOptions {
@@ -59,6 +78,14 @@ class Model {
   virtual Status forward_greedy(const Batch& batch, engine::KvCache& kv, const std::vector<uint8_t>* valid,
                                 std::vector<int32_t>& ids, std::vector<float>& logprobs, const ForwardOptions& opts) {
     return error(ErrorCode::kUnsupported, "forward_greedy: not supported by this model");
+  }
+  // Optional device sampler: the full sampling chain (mask, bias, penalties, temperature,
+  // top-k/top-p/min-p, seeded draw, top logprobs) for every want_logits row, in batch order.
+  virtual bool has_device_sampler() const { return false; }
+  virtual Status forward_sample(const Batch& batch, engine::KvCache& kv, const std::vector<uint8_t>* valid,
+                                const std::vector<DeviceSampleRow>& rows, std::vector<DeviceSampleResult>& out,
+                                const ForwardOptions& opts) {
+    return error(ErrorCode::kUnsupported, "forward_sample: not supported by this model");
   }
   // Grows embedding/head to `rows` rows with the mean of existing rows (--resize-embeddings).
   virtual Status resize_embeddings(int64_t rows) = 0;

@@ -311,6 +311,7 @@ static void test_random_smollm() {
 
 void run_kernel_gpu_tests(int& pass, int& fail);
 void run_qkv_post_gpu_tests(int& pass, int& fail);
+void run_sampler_gpu_tests(int& pass, int& fail);
 void run_kernel_bench();
 
 int main(int argc, char** argv) {
@@ -330,6 +331,7 @@ int main(int argc, char** argv) {
   test_greedy_flags();
   run_kernel_gpu_tests(g_pass, g_fail);
   run_qkv_post_gpu_tests(g_pass, g_fail);
+  run_sampler_gpu_tests(g_pass, g_fail);
   std::printf("[vocabulary safety on the GPU]\n");
   test_vocab_safety();
   for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3"}) {

@@ -5,6 +5,7 @@
 
 #if BALLAST_HAVE_CUDA
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -14,6 +15,7 @@
 #include "backend/cpu/quant.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/qkv_post.h"
+#include "backend/cuda/sampling_kernels.h"
 #include "model/layers/layers.h"
 
 namespace ballast::cuda {
@@ -248,21 +250,97 @@ class CudaModel : public model::Model {
     return finish_step();
   }
 
+  bool has_device_sampler() const override { return true; }
+
+  Status forward_sample(const model::Batch& b, engine::KvCache& kv, const std::vector<uint8_t>* valid,
+                        const std::vector<model::DeviceSampleRow>& rows, std::vector<model::DeviceSampleResult>& out,
+                        const model::ForwardOptions& opts) override {
+    Step st;
+    BALLAST_RETURN_IF_ERROR(prepare(b, st));
+    if (static_cast<size_t>(st.m) != rows.size())
+      return error(ErrorCode::kInternal, "forward_sample: " + std::to_string(rows.size()) + " sampling rows for " +
+                                             std::to_string(st.m) + " logits rows");
+    BALLAST_RETURN_IF_ERROR(set_valid(valid));
+    // Per-row parameters and the penalty / bias lists (uploaded with the step).
+    sp_.clear();
+    pen_ids_h_.clear();
+    pen_counts_h_.clear();
+    bias_ids_h_.clear();
+    bias_vals_h_.clear();
+    bool need_work = false, want_top = false;
+    for (const auto& r : rows) {
+      const auto& p = *r.params;
+      SampleRowParams q{};
+      q.temperature = static_cast<float>(p.temperature);
+      q.top_k = static_cast<int32_t>(std::clamp<int64_t>(p.top_k, 0, INT32_MAX));
+      q.top_p = static_cast<float>(p.top_p);
+      q.min_p = static_cast<float>(p.min_p);
+      q.repetition_penalty = static_cast<float>(p.repetition_penalty);
+      q.presence_penalty = static_cast<float>(p.presence_penalty);
+      q.frequency_penalty = static_cast<float>(p.frequency_penalty);
+      q.top_logprobs = std::clamp(p.top_logprobs, 0, kMaxTopLogprobs);
+      q.seed = r.seed;
+      q.step = r.step;
+      if (p.repetition_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0)
+        append_penalty_list(r.prompt, p.repetition_penalty != 1.0 ? r.n_prompt : 0, r.generated, r.n_generated,
+                            pen_ids_h_, pen_counts_h_, q);
+      append_bias_list(p.logit_bias, bias_ids_h_, bias_vals_h_, q);
+      need_work |= sample_row_needs_work(q);
+      want_top |= q.top_logprobs > 0;
+      sp_.push_back(q);
+    }
+    uint64_t* ep = &buf_epoch_;
+    const int m = std::max(st.m, 1);
+    BALLAST_RETURN_IF_ERROR(sparams_.ensure(m, ep));
+    BALLAST_RETURN_IF_ERROR(sout_.ensure(m, ep));
+    BALLAST_RETURN_IF_ERROR(top_ids_.ensure(static_cast<size_t>(m) * kMaxTopLogprobs, ep));
+    BALLAST_RETURN_IF_ERROR(top_lps_.ensure(static_cast<size_t>(m) * kMaxTopLogprobs, ep));
+    BALLAST_RETURN_IF_ERROR(pen_ids_.ensure(std::max<size_t>(pen_ids_h_.size(), 1024), ep));
+    BALLAST_RETURN_IF_ERROR(pen_counts_.ensure(std::max<size_t>(pen_counts_h_.size(), 1024), ep));
+    BALLAST_RETURN_IF_ERROR(bias_ids_.ensure(std::max<size_t>(bias_ids_h_.size(), 256), ep));
+    BALLAST_RETURN_IF_ERROR(bias_vals_.ensure(std::max<size_t>(bias_vals_h_.size(), 256), ep));
+    if (need_work) BALLAST_RETURN_IF_ERROR(work_.ensure(static_cast<size_t>(m) * head_rows_, ep));
+    sample_work_ = need_work ? work_.p : nullptr;
+    auto up = [&](void* dst, const void* src, size_t bytes) -> Status {
+      if (bytes) CU_RETURN(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+      return Status();
+    };
+    BALLAST_RETURN_IF_ERROR(up(sparams_.p, sp_.data(), sp_.size() * sizeof(SampleRowParams)));
+    BALLAST_RETURN_IF_ERROR(up(pen_ids_.p, pen_ids_h_.data(), pen_ids_h_.size() * 4));
+    BALLAST_RETURN_IF_ERROR(up(pen_counts_.p, pen_counts_h_.data(), pen_counts_h_.size() * 4));
+    BALLAST_RETURN_IF_ERROR(up(bias_ids_.p, bias_ids_h_.data(), bias_ids_h_.size() * 4));
+    BALLAST_RETURN_IF_ERROR(up(bias_vals_.p, bias_vals_h_.data(), bias_vals_h_.size() * 4));
+    BALLAST_RETURN_IF_ERROR(execute(st, need_work ? Tail::kSampleWork : Tail::kSample));
+    sout_h_.resize(st.m);
+    if (st.m > 0)
+      CU_RETURN(cudaMemcpyAsync(sout_h_.data(), sout_.p, st.m * sizeof(SampleRowOut), cudaMemcpyDeviceToHost, stream_));
+    if (want_top) {
+      top_ids_h_.resize(static_cast<size_t>(st.m) * kMaxTopLogprobs);
+      top_lps_h_.resize(top_ids_h_.size());
+      CU_RETURN(cudaMemcpyAsync(top_ids_h_.data(), top_ids_.p, top_ids_h_.size() * 4, cudaMemcpyDeviceToHost, stream_));
+      CU_RETURN(cudaMemcpyAsync(top_lps_h_.data(), top_lps_.p, top_lps_h_.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    }
+    BALLAST_RETURN_IF_ERROR(finish_step());
+    out.assign(st.m, {});
+    for (int r = 0; r < st.m; ++r) {
+      const auto& o = sout_h_[r];
+      out[r].id = o.id;
+      out[r].logprob = o.logprob;
+      out[r].status = o.status == kSampleOk ? 0 : o.status == kSampleNonFinite ? 1 : 2;
+      if (want_top)
+        for (int j = 0; j < std::min(o.n_top, sp_[r].top_logprobs); ++j)
+          if (top_ids_h_[r * kMaxTopLogprobs + j] >= 0)
+            out[r].top.emplace_back(top_ids_h_[r * kMaxTopLogprobs + j], top_lps_h_[r * kMaxTopLogprobs + j]);
+    }
+    return Status();
+  }
+
   Status forward_greedy(const model::Batch& b, engine::KvCache& kv, const std::vector<uint8_t>* valid,
                         std::vector<int32_t>& ids, std::vector<float>& logprobs,
                         const model::ForwardOptions& opts) override {
     Step st;
     BALLAST_RETURN_IF_ERROR(prepare(b, st));
-    vmask_ = nullptr;
-    if (valid && static_cast<int64_t>(valid->size()) == head_rows_) {
-      if (valid_src_ != valid || valid_version_ != valid->size()) {
-        BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size(), &buf_epoch_));
-        CU_RETURN(cudaMemcpyAsync(valid_.p, valid->data(), valid->size(), cudaMemcpyHostToDevice, stream_));
-        valid_src_ = valid;
-        valid_version_ = valid->size();
-      }
-      vmask_ = valid_.p;
-    }
+    BALLAST_RETURN_IF_ERROR(set_valid(valid));
     BALLAST_RETURN_IF_ERROR(ids_.ensure(std::max(st.m, 1), &buf_epoch_));
     BALLAST_RETURN_IF_ERROR(lps_.ensure(std::max(st.m, 1), &buf_epoch_));
     BALLAST_RETURN_IF_ERROR(gscratch_.ensure(greedy_scratch_bytes(std::max(st.m, 1)), &buf_epoch_));
@@ -277,6 +355,21 @@ class CudaModel : public model::Model {
   }
 
  private:
+  // Uploads the vocabulary mask once per distinct vector (vmask_: null = all valid).
+  Status set_valid(const std::vector<uint8_t>* valid) {
+    vmask_ = nullptr;
+    if (valid && static_cast<int64_t>(valid->size()) == head_rows_) {
+      if (valid_src_ != valid || valid_version_ != valid->size()) {
+        BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size(), &buf_epoch_));
+        CU_RETURN(cudaMemcpyAsync(valid_.p, valid->data(), valid->size(), cudaMemcpyHostToDevice, stream_));
+        valid_src_ = valid;
+        valid_version_ = valid->size();
+      }
+      vmask_ = valid_.p;
+    }
+    return Status();
+  }
+
   template <class T>
   Status alloc(T** p, int64_t n) {
     CU_RETURN(cudaMalloc(reinterpret_cast<void**>(p), std::max<int64_t>(n, 1) * sizeof(T)));
@@ -353,7 +446,7 @@ class CudaModel : public model::Model {
     bool gather = false;       // logits rows are not all rows: gather them first
     bool decode_only = false;  // one token per sequence, all want logits: graph-capturable
   };
-  enum class Tail { kLogits, kGreedy };
+  enum class Tail { kLogits, kGreedy, kSample, kSampleWork };
 
   // Validates ids, assigns KV blocks, builds and uploads the step's index tables, sizes
   // the step buffers. Decode-only steps round max_blocks up (to 16 blocks = 256
@@ -631,6 +724,10 @@ class CudaModel : public model::Model {
       sel = sel_.p;
     }
     LAUNCH("gemm_lm_head", gemm_bf16_f32out(blas_, head_, static_cast<int>(head_rows_), H, sel, m, logits_.p, stream_));
+    if (tail == Tail::kSample || tail == Tail::kSampleWork)
+      LAUNCH("sample_rows", sample_rows(logits_.p, m, static_cast<int>(head_rows_), vmask_, sparams_.p, pen_ids_.p,
+                                        pen_counts_.p, bias_ids_.p, bias_vals_.p, sample_work_, sout_.p, top_ids_.p,
+                                        top_lps_.p, stream_));
     if (tail == Tail::kGreedy)
       LAUNCH("greedy_rows", greedy_rows(logits_.p, m, static_cast<int>(head_rows_), vmask_, ids_.p, lps_.p,
                                                     gscratch_.p, stream_));
@@ -681,6 +778,16 @@ class CudaModel : public model::Model {
   DevBuf<int32_t> idx_, ids_;
   DevBuf<float> x_, logits_, lps_, part_;
   DevBuf<unsigned char> gscratch_;
+  // Device sampler: per-row params, penalty/bias lists, work rows, results.
+  DevBuf<SampleRowParams> sparams_;
+  DevBuf<SampleRowOut> sout_;
+  DevBuf<int32_t> top_ids_, pen_ids_, pen_counts_, bias_ids_;
+  DevBuf<float> top_lps_, bias_vals_, work_;
+  float* sample_work_ = nullptr;
+  std::vector<SampleRowParams> sp_;
+  std::vector<SampleRowOut> sout_h_;
+  std::vector<int32_t> pen_ids_h_, pen_counts_h_, bias_ids_h_, top_ids_h_;
+  std::vector<float> bias_vals_h_, top_lps_h_;
   DevBuf<bf16> hn_, delta_, qkv_, att_, gu_, act_, sel_;
   DevBuf<uint8_t> valid_;
   const uint8_t* vmask_ = nullptr;  // this step's vocabulary mask (valid_.p or null)
