@@ -41,6 +41,7 @@ __device__ __forceinline__ void load_vec(const bf16* p, float (&out)[E]) {
 // part_o: (n_rows, n_heads, splits, HD) f32; part_ml: (n_rows, n_heads, splits, 2).
 template <int HD>
 __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, float* part_o, float* part_ml) {
+  allow_dependents();
   constexpr int E = HD / 32;
   __shared__ float s_m[kWarps][kMaxGroup], s_l[kWarps][kMaxGroup];
   __shared__ float s_o[kWarps][kMaxGroup][HD];
@@ -150,6 +151,7 @@ __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, flo
 
 // grid (n_rows, n_heads), block HD: merges the splits of one (row, head).
 __global__ void k_attn_merge(AttnArgs a, int splits, const float* part_o, const float* part_ml) {
+  allow_dependents();
   const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   const int t = a.row_ids ? a.row_ids[r] : r;
   const int64_t p0 = (static_cast<int64_t>(r) * a.n_heads + h) * splits;

@@ -9,6 +9,7 @@ namespace {
 // grid: n tokens; block: 256 threads over H.
 __global__ void k_embed(const bf16* emb, int64_t rows, int H, const int32_t* ids, float scale, float* x,
                         ErrorFlags* flags) {
+  allow_dependents();
   const int t = blockIdx.x;
   const int32_t id = ids[t];
   float* out = x + static_cast<int64_t>(t) * H;

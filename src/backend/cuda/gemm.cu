@@ -2,6 +2,8 @@
 // n <= 8 (decode at small batch): a bandwidth-bound GEMV that streams each weight row
 // once with 16-byte loads, with optional fusions (see GemvArgs); larger n: cuBLAS.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/kernels.h"
 
@@ -44,6 +46,26 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int K = a.K, n = a.n;
   const bf16* X = a.X;
+  // Launched with programmatic dependent launch: the weights do not depend on the
+  // previous kernel, so this warp's weight rows are prefetched into L2 while that kernel
+  // finishes; griddepcontrol.wait then orders every activation read after it.
+  {
+    const int wpr0 = a.wpr, warp0 = threadIdx.x >> 5, part0 = warp0 % wpr0;
+    const int row0 = blockIdx.x * (kWarpsPerBlock / wpr0) + warp0 / wpr0;
+    constexpr bool kPair0 = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
+    if (row0 < a.N) {
+      const int lines = K / 64;  // 128-byte lines of one weight row
+      for (int r = 0; r < (kPair0 ? 2 : 1); ++r) {
+        const char* base = reinterpret_cast<const char*>(a.W + static_cast<int64_t>(row0 + r * a.N) * K);
+        for (int li = part0 * 32 + (threadIdx.x & 31); li < lines; li += wpr0 * 32)
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(base + static_cast<int64_t>(li) * 128));
+      }
+    }
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");  // the next GEMV may start prefetching
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   if constexpr (kNorm) {
     bf16* xs = reinterpret_cast<bf16*>(smem);  // (n, K)
     __shared__ float red[8][NT];
@@ -155,6 +177,15 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
   }
 }
 
+// BALLAST_CUDA_PDL=0 turns programmatic dependent launch off (A/B timing, debugging).
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("BALLAST_CUDA_PDL");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
 template <int NT, bool kNorm, GemvEpi kEpi>
 void launch_gemv(const GemvArgs& a, cudaStream_t s) {
   size_t smem = 0;
@@ -167,7 +198,17 @@ void launch_gemv(const GemvArgs& a, cudaStream_t s) {
     }
   }
   const int rows_per_block = kWarpsPerBlock / a.wpr;
-  k_gemv<NT, kNorm, kEpi><<<(a.N + rows_per_block - 1) / rows_per_block, 256, smem, s>>>(a);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3((a.N + rows_per_block - 1) / rows_per_block);
+  cfg.blockDim = dim3(256);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, k_gemv<NT, kNorm, kEpi>, a);
 }
 
 template <bool kNorm, GemvEpi kEpi>

@@ -12,6 +12,16 @@ namespace ballast::cuda {
 
 using bf16 = __nv_bfloat16;
 
+#ifdef __CUDACC__
+// Lets a kernel launched after this one with programmatic dependent launch (the GEMVs)
+// start early (it prefetches its weights, then waits for this grid to finish).
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+#endif
+
 // Device-side error counters, read back with each step's results.
 struct ErrorFlags {
   int bad_token;      // embedding: ids outside [0, rows) (row written as zeros)

@@ -19,6 +19,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // grid: n rows; block 256. Residual stream x is f32; normalized output bf16.
 template <bool kAdd>
 __global__ void k_rmsnorm(float* x, const bf16* delta, const float* w, int H, float eps, float offset, bf16* out) {
+  allow_dependents();
   __shared__ float red[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * H;
   float ss = 0.0f;

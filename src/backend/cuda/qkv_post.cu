@@ -31,6 +31,7 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // elements (j, j + hd/2) rotate-half, (2j, 2j+1) interleaved. v heads use the same mapping
 // (bias only). Shared cos/sin: (hd/2) for pos[t], from a double angle as the CPU does.
 __global__ void k_qkv_post(QkvPostArgs a) {
+  allow_dependents();
   __shared__ float cs[kMaxPairs * 32], sn[kMaxPairs * 32];
   const int t = blockIdx.x;
   const int hd = a.hd, half = hd / 2;
