@@ -53,6 +53,18 @@ done
 python3 tests/gpu/serve_e2e.py $PORT random:smollm2-135m || fail=1
 kill -TERM $spid; wait $spid; rc=$?; echo "serve exit: $rc"; [[ $rc == 0 ]] || { echo "FAIL: serve exit $rc"; fail=1; }
 
+if [[ -f tests/fixtures/llama/tokenizer.json ]]; then
+  say "serve --device cuda on a real HF checkpoint directory (tests/fixtures/llama, bf16 safetensors + tokenizer)"
+  "$BUILD/bin/ballast" serve --device cuda --model tests/fixtures/llama --served-model-name fixture-llama --port $PORT \
+    > "${LOG:-/tmp}/serve_gpu_fixture.log" 2>&1 &
+  spid=$!
+  for i in $(seq 1 120); do
+    curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PORT/health 2>/dev/null | grep -q 200 && break; sleep 1
+  done
+  python3 tests/gpu/serve_e2e.py $PORT fixture-llama || fail=1
+  kill -TERM $spid; wait $spid; rc=$?; echo "serve exit: $rc"; [[ $rc == 0 ]] || { echo "FAIL: serve exit $rc"; fail=1; }
+fi
+
 say "generate --device cuda on every random preset (Llama, SmolLM2, Gemma 3 shapes)"
 for m in llama-3.2-1b smollm2-135m gemma-3-1b; do
   out=$("$BUILD/bin/ballast" generate --device cuda --model random:$m --prompt-ids 1,2,3,4,5 -n 8 --ignore-eos --json 2>&1)

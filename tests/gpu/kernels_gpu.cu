@@ -74,6 +74,9 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
   cudaMalloc(&d_out, n * qd * 2);
   float* d_part;
   cudaMalloc(&d_part, static_cast<size_t>(n) * n_heads * 32 * (hd + 2) * 4);
+  int* d_cnt;
+  cudaMalloc(&d_cnt, n * n_kv * sizeof(int));
+  cudaMemset(d_cnt, 0, n * n_kv * sizeof(int));
   AttnArgs a{};
   a.qkv = d_qkv;
   a.k_cache = d_k;
@@ -102,7 +105,7 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
     a.out = d_out;
     float* po = d_part;
     float* pml = d_part + static_cast<size_t>(n) * n_heads * splits * hd;
-    attention_decode(a, splits, po, pml, 0);
+    attention_decode(a, splits, po, pml, d_cnt, 0);
     const cudaError_t e = cudaDeviceSynchronize();
     KCHECK(e == cudaSuccess, "attention_decode: %s", cudaGetErrorString(e));
     const auto out = host(d_out, n * qd);
@@ -121,7 +124,7 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
            bad, bad_ref, bad_entry);
   }
   for (void* p : {(void*)d_qkv, (void*)d_k, (void*)d_v, (void*)d_pos, (void*)d_bt, (void*)d_seq, (void*)d_flags,
-                  (void*)d_ref, (void*)d_out, (void*)d_part})
+                  (void*)d_ref, (void*)d_out, (void*)d_part, (void*)d_cnt})
     cudaFree(p);
 }
 
@@ -443,6 +446,9 @@ void run_kernel_bench() {
     float* part;
     const int splits = attention_decode_splits(n, nkv, ctx);
     cudaMalloc(&part, static_cast<size_t>(n) * nh * splits * (hd + 2) * 4);
+    int* cnt;
+    cudaMalloc(&cnt, n * nkv * sizeof(int));
+    cudaMemset(cnt, 0, n * nkv * sizeof(int));
     AttnArgs a{};
     a.qkv = qkv;
     a.k_cache = kc;
@@ -462,13 +468,13 @@ void run_kernel_bench() {
     a.flags = fl;
     const double ur = time_us([&](cudaStream_t s) { attention_rows(a, s); });
     const double ud = time_us([&](cudaStream_t s) {
-      attention_decode(a, splits, part, part + static_cast<size_t>(n) * nh * splits * hd, s);
+      attention_decode(a, splits, part, part + static_cast<size_t>(n) * nh * splits * hd, cnt, s);
     });
     const double kv_bytes = 2.0 * n * ctx * kd * 2;
     std::printf("  attention n=%d ctx=%d: rows %8.2f us, decode (%d splits) %8.2f us  %6.0f GB/s\n", n, ctx, ur, splits,
                 ud, kv_bytes / ud / 1e3);
     for (void* p : {(void*)qkv, (void*)kc, (void*)vc, (void*)out, (void*)dpos, (void*)dseq, (void*)dbt, (void*)fl,
-                    (void*)part})
+                    (void*)part, (void*)cnt})
       cudaFree(p);
   }
   cudaFree(W);

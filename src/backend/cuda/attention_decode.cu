@@ -1,8 +1,8 @@
 // Decode attention over the paged KV cache (flash-decoding style): one block per
 // (kv head, query row, key split); the block's 4 warps stream keys of its split, each key
 // read once for all the query heads of its GQA group, with an online softmax per head.
-// More than one split: partial (max, sum, unnormalized output) per split, merged by a
-// second kernel. Block-table entries are bounds-checked (flag, never read), no asserts.
+// More than one split: partial (max, sum, unnormalized output) per split; the last block
+// of a (row, kv head) to finish merges them (an atomic ticket). Block-table entries are bounds-checked (flag, never read), no asserts.
 #include <algorithm>
 #include <cfloat>
 #include <type_traits>
@@ -40,7 +40,8 @@ __device__ __forceinline__ void load_vec(const bf16* p, float (&out)[E]) {
 // grid (n_kv, n_rows, splits), block 128. Lane l owns dims [l*E, l*E + E) of the head.
 // part_o: (n_rows, n_heads, splits, HD) f32; part_ml: (n_rows, n_heads, splits, 2).
 template <int HD>
-__global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, float* part_o, float* part_ml) {
+__global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, float* part_o, float* part_ml,
+                                                     int* counters) {
   allow_dependents();
   constexpr int E = HD / 32;
   __shared__ float s_m[kWarps][kMaxGroup], s_l[kWarps][kMaxGroup];
@@ -147,26 +148,37 @@ __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, flo
       if (d == 0) part_ml[2 * p] = M, part_ml[2 * p + 1] = L;
     }
   }
+  if (splits == 1) return;
+  // The last split block of this (row, kv head) to finish merges all splits (no second
+  // kernel); it resets the counter for the next step.
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* c = counters + static_cast<int64_t>(r) * a.n_kv + kvh;
+    s_last = atomicAdd(c, 1) == splits - 1;
+    if (s_last) *c = 0;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+    const int g = i / HD, d = i % HD, h = kvh * G + g;
+    const int64_t p0 = (static_cast<int64_t>(r) * a.n_heads + h) * splits;
+    float M = -INFINITY;
+    for (int sp = 0; sp < splits; ++sp) M = fmaxf(M, __ldcg(part_ml + 2 * (p0 + sp)));
+    float L = 0.0f, O = 0.0f;
+    if (M != -INFINITY) {
+      for (int sp = 0; sp < splits; ++sp) {
+        const float f = exp2f(__ldcg(part_ml + 2 * (p0 + sp)) - M);
+        L += __ldcg(part_ml + 2 * (p0 + sp) + 1) * f;
+        O += __ldcg(part_o + (p0 + sp) * HD + d) * f;
+      }
+    }
+    a.out[static_cast<int64_t>(t) * qd + h * HD + d] = __float2bfloat16(L > 0.0f ? O / L : 0.0f);
+  }
 }
 
-// grid (n_rows, n_heads), block HD: merges the splits of one (row, head).
-__global__ void k_attn_merge(AttnArgs a, int splits, const float* part_o, const float* part_ml) {
-  allow_dependents();
-  const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
-  const int t = a.row_ids ? a.row_ids[r] : r;
-  const int64_t p0 = (static_cast<int64_t>(r) * a.n_heads + h) * splits;
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, part_ml[2 * (p0 + s)]);
-  float L = 0.0f, O = 0.0f;
-  if (M != -INFINITY) {
-    for (int s = 0; s < splits; ++s) {
-      const float f = exp2f(part_ml[2 * (p0 + s)] - M);
-      L += part_ml[2 * (p0 + s) + 1] * f;
-      O += part_o[(p0 + s) * a.hd + d] * f;
-    }
-  }
-  a.out[static_cast<int64_t>(t) * a.n_heads * a.hd + h * a.hd + d] = __float2bfloat16(L > 0.0f ? O / L : 0.0f);
-}
 }  // namespace
 
 bool attention_decode_supported(int hd, int n_heads, int n_kv) {
@@ -179,12 +191,11 @@ int attention_decode_splits(int n_rows, int n_kv, int max_ctx) {
   return std::max(1, std::min({want, by_len, 32}));
 }
 
-void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, cudaStream_t s) {
+void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, int* counters, cudaStream_t s) {
   const dim3 grid(a.n_kv, a.n, splits);
-  if (a.hd == 64) k_attn_decode<64><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
-  else if (a.hd == 128) k_attn_decode<128><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
-  else k_attn_decode<256><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml);
-  if (splits > 1) k_attn_merge<<<dim3(a.n, a.n_heads), a.hd, 0, s>>>(a, splits, part_o, part_ml);
+  if (a.hd == 64) k_attn_decode<64><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
+  else if (a.hd == 128) k_attn_decode<128><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
+  else k_attn_decode<256><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
 }
 
 }  // namespace ballast::cuda

@@ -566,8 +566,14 @@ class CudaModel : public model::Model {
     BALLAST_RETURN_IF_ERROR(act_.ensure(static_cast<size_t>(n) * F, ep));
     BALLAST_RETURN_IF_ERROR(sel_.ensure(static_cast<size_t>(std::max(st.m, 1)) * H, ep));
     BALLAST_RETURN_IF_ERROR(logits_.ensure(static_cast<size_t>(std::max(st.m, 1)) * head_rows_, ep));
-    if (st.splits > 1)
+    if (st.splits > 1) {
       BALLAST_RETURN_IF_ERROR(part_.ensure(static_cast<size_t>(st.n_rows) * c.n_heads * st.splits * (c.head_dim + 2), ep));
+      const size_t nc = static_cast<size_t>(st.n_rows) * c.n_kv_heads;
+      if (nc > counters_.n) {
+        BALLAST_RETURN_IF_ERROR(counters_.ensure(nc, ep));
+        CU_RETURN(cudaMemsetAsync(counters_.p, 0, nc * sizeof(int), stream_));
+      }
+    }
     CU_RETURN(cudaMemcpyAsync(idx_.p, h, st.total * 4, cudaMemcpyHostToDevice, stream_));
     CU_RETURN(cudaMemsetAsync(flags_d_, 0, sizeof(ErrorFlags), stream_));
     return Status();
@@ -671,7 +677,7 @@ class CudaModel : public model::Model {
         if (st.splits > 0) {
           float* po = part_.p;
           float* pml = po ? po + static_cast<size_t>(st.n_rows) * c.n_heads * st.splits * c.head_dim : nullptr;
-          LAUNCH("attention_decode", attention_decode(ar, st.splits, po, pml, stream_));
+          LAUNCH("attention_decode", attention_decode(ar, st.splits, po, pml, counters_.p, stream_));
         } else {
           LAUNCH("attention_rows", attention_rows(ar, stream_));
         }
@@ -780,6 +786,7 @@ class CudaModel : public model::Model {
   DevBuf<int32_t> idx_, ids_;
   DevBuf<float> x_, logits_, lps_, part_;
   DevBuf<unsigned char> gscratch_;
+  DevBuf<int> counters_;  // attention_decode split tickets (rows, n_kv), kept zero
   // Device sampler: per-row params, penalty/bias lists, work rows, results.
   DevBuf<SampleRowParams> sparams_;
   DevBuf<SampleRowOut> sout_;

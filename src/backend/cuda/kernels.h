@@ -89,10 +89,11 @@ struct AttnArgs {
 void attention_rows(const AttnArgs& a, cudaStream_t s);
 // ---- attention_decode.cu: flash-decoding for rows of any kind (head_dim 64/128/256, GQA
 // group <= 8): grid (n_kv, rows, splits); splits > 1 need part_o (rows, n_heads, splits,
-// hd) and part_ml (rows, n_heads, splits, 2) f32 scratch.
+// hd) and part_ml (rows, n_heads, splits, 2) f32 scratch and counters (rows, n_kv) ints,
+// zero before the first use (the kernel leaves them zero).
 bool attention_decode_supported(int hd, int n_heads, int n_kv);
 int attention_decode_splits(int n_rows, int n_kv, int max_ctx);
-void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, cudaStream_t s);
+void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, int* counters, cudaStream_t s);
 // Tensor-core prefill: tiles of 64 consecutive tokens of one sequence.
 struct PrefillTile {
   int32_t tok0;   // first batch row
