@@ -251,9 +251,18 @@ bool gemv_small(const GemvArgs& args, GemvEpi epi, cudaStream_t s) {
     cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
     return v;
   }();
-  const int64_t want = static_cast<int64_t>(sms) * 32;
+  static const int per_sm = [] {  // BALLAST_GEMV_WARPS_PER_SM: tuning knob (default 32)
+    const char* e = std::getenv("BALLAST_GEMV_WARPS_PER_SM");
+    return e && std::atoi(e) > 0 ? std::atoi(e) : 32;
+  }();
+  const int64_t want = static_cast<int64_t>(sms) * per_sm;
   a.wpr = 1;
-  while (a.wpr < kWarpsPerBlock && static_cast<int64_t>(a.N) * a.wpr < want && a.K / 8 >= a.wpr * 64) a.wpr *= 2;
+  static const int min_chunks = [] {  // BALLAST_GEMV_MIN_CHUNKS: 16-byte chunks per lane-row (default 2)
+    const char* e = std::getenv("BALLAST_GEMV_MIN_CHUNKS");
+    return e && std::atoi(e) > 0 ? std::atoi(e) : 2;
+  }();
+  while (a.wpr < kWarpsPerBlock && static_cast<int64_t>(a.N) * a.wpr < want && a.K / 8 >= a.wpr * 32 * min_chunks)
+    a.wpr *= 2;
   if (a.xf) dispatch_epi<true>(a, epi, s);
   else dispatch_epi<false>(a, epi, s);
   return true;
