@@ -243,6 +243,7 @@ class CudaModel : public model::Model {
                  const model::ForwardOptions& opts) override {
     Step st;
     BALLAST_RETURN_IF_ERROR(prepare(b, st));
+    vmask_ = nullptr;  // raw logits: no mask in this step's graph
     BALLAST_RETURN_IF_ERROR(execute(st, Tail::kLogits));
     logits.resize(static_cast<size_t>(st.m) * head_rows_);
     if (st.m > 0)
@@ -584,7 +585,7 @@ class CudaModel : public model::Model {
   Status execute(const Step& st, Tail tail) {
     const bool graphable = st.decode_only && use_graphs_ && !debug_sync() && !profiling() && st.n <= 256;
     if (!graphable) return enqueue(st, tail);
-    const GraphKey key{static_cast<int>(tail), st.n, st.max_blocks};
+    const GraphKey key{static_cast<int>(tail) * 2 + (vmask_ != nullptr), st.n, st.max_blocks};
     auto it = graphs_.find(key);
     if (it != graphs_.end() && it->second.epoch != buf_epoch_) {
       cudaGraphExecDestroy(it->second.exec);
@@ -811,7 +812,7 @@ class CudaModel : public model::Model {
   std::vector<int32_t> seqs_, need_, logit_idx_, row_ids_;
   std::vector<const std::vector<int32_t>*> blocks_of_;
   std::vector<PrefillTile> tiles_;
-  // CUDA graphs of decode steps, keyed by (tail, tokens, block-table width).
+  // CUDA graphs of decode steps, keyed by (tail and mask present, tokens, block-table width).
   using GraphKey = std::tuple<int, int, int>;
   struct GraphEntry {
     cudaGraphExec_t exec;
