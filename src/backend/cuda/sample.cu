@@ -21,6 +21,7 @@ using u64 = unsigned long long;  // atomicAdd's 64-bit type
 constexpr int kThreads = 1024, kWarps = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
 constexpr float kMassOne = 8796093022208.0f;  // 2^43: the mass of the top candidate
+constexpr int kCompact = 512;  // top_k <= this: top-p, min-p and the draw run on the k candidates
 
 struct Smem {
   uint32_t cnt[256];  // histogram: candidates per bin
@@ -37,6 +38,10 @@ struct Smem {
   int gi[kMaxTopLogprobs];
   int seg, chosen;    // draw: chosen warp segment; the drawn id
   u64 target, total;
+  int n_cand;         // top-k compaction: the top_k candidates, then sorted by key
+  u64 ckey[kCompact], skey[kCompact];
+  float cy[kCompact], sy[kCompact];
+  int cid[kCompact], sid[kCompact];
 };
 
 // One logits row as the passes see it: at(i) is -inf for an excluded id.
@@ -455,7 +460,66 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
       int idx;
       max_pass(cur, ytop, idx, ncand, sm);
     }
-    if (ncand > 0) {
+    const bool compact = p.top_k > 0 && p.top_k < ncand && p.top_k <= kCompact;
+    if (ncand > 0 && compact) {
+      // Top-k first, then everything else on the k candidates in shared memory, sorted
+      // by key (the CPU's order): no more passes over the row.
+      const u64 t = radix_select(cur, ytop, 0, p.top_k, false, -1.0f, sm);
+      if (tid == 0) sm.n_cand = 0;
+      __syncthreads();
+      for (int i = tid; i < V; i += kThreads) {
+        const float y = cur.at(i);
+        if (y == -INFINITY) continue;
+        const u64 k = key_of(y, i, V);
+        if (k < t) continue;
+        const int slot = atomicAdd(&sm.n_cand, 1);
+        if (slot < kCompact) sm.ckey[slot] = k, sm.cy[slot] = y, sm.cid[slot] = i;
+      }
+      __syncthreads();
+      const int n = min(sm.n_cand, kCompact);
+      for (int j = tid; j < n; j += kThreads) {  // rank sort (keys are unique)
+        int r = 0;
+        for (int q = 0; q < n; ++q) r += sm.ckey[q] > sm.ckey[j];
+        sm.skey[r] = sm.ckey[j], sm.sy[r] = sm.cy[j], sm.sid[r] = sm.cid[j];
+      }
+      __syncthreads();
+      if (tid == 0) {
+        // Masses relative to the top (the row's max is among the k), top-p prefix, min-p.
+        u64 z = 0;
+        for (int j = 0; j < n; ++j) z += mass_of(sm.sy[j], ytop);
+        int keep = n;
+        if (p.top_p < 1.0f) {
+          const double need_d = ceil(static_cast<double>(fmaxf(p.top_p, 0.0f)) * static_cast<double>(z));
+          const u64 need = need_d < 1.0 ? 1 : static_cast<u64>(need_d);
+          u64 acc = 0;
+          for (int j = 0; j < n; ++j) {
+            acc += mass_of(sm.sy[j], ytop);
+            if (acc >= need) {
+              keep = j + 1;
+              break;
+            }
+          }
+        }
+        const float min_p = fminf(p.min_p, 1.0f);
+        u64 total = 0;
+        for (int j = 0; j < keep; ++j) {
+          if (min_p > 0.0f && __expf(sm.sy[j] - ytop) < min_p) break;
+          total += mass_of(sm.sy[j], ytop);
+        }
+        o.id = -1;
+        if (total > 0) {
+          const u64 target = draw_target(p.seed, p.step, total);
+          u64 acc = 0;
+          for (int j = 0; j < keep; ++j) {
+            acc += mass_of(sm.sy[j], ytop);
+            if (target < acc) {
+              o.id = sm.sid[j];
+              break;
+            }
+          }
+        }
+      }
+    } else if (ncand > 0) {
       u64 t = 0;
       if (p.top_k > 0 && p.top_k < ncand) t = radix_select(cur, ytop, 0, p.top_k, false, -1.0f, sm);
       if (p.top_p < 1.0f) t = radix_select(cur, ytop, t, 0, true, fmaxf(p.top_p, 0.0f), sm);
