@@ -31,6 +31,13 @@ struct QkvPostArgs {
 // k, v go to the cache at slot[t]. A bad slot writes nothing to the cache (q still written).
 void qkv_post(const QkvPostArgs& a, cudaStream_t s);
 
+// attention_decode (kernels.h) with qkv_post done inside, for steps whose rows are all
+// single decode tokens of distinct sequences (one row per sequence, every row through
+// attention_decode): q is processed in registers, the block whose key split holds the new
+// position writes the new k and v to the cache before reading it.
+void attention_decode_fused(const AttnArgs& a, const QkvPostArgs& qp, int splits, float* part_o, float* part_ml,
+                            int* counters, cudaStream_t s);
+
 // x (n,H) f32 residual; delta (n,H) bf16 (attention or MLP output).
 // x += rmsnorm(delta) * (offset + w_post); then out = rmsnorm(x) * (offset + w_next) (bf16), w_next may be the
 // next layer's input norm or the final norm.
