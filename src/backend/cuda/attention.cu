@@ -7,6 +7,7 @@
 #include <mma.h>
 
 #include <cfloat>
+#include <cstdlib>
 
 #include "backend/cuda/kernels.h"
 
@@ -294,6 +295,10 @@ void attention_rows(const AttnArgs& a, cudaStream_t s) {
 }
 
 void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles, cudaStream_t s) {
+  // mma.sync flash-attention-2 kernel for head_dim 64/128 (BALLAST_CUDA_NO_MMA_PREFILL=1:
+  // the wmma kernel below, kept for head_dim 256).
+  static const bool no_mma = env_on("BALLAST_CUDA_NO_MMA_PREFILL");
+  if (!no_mma && attention_prefill_mma(a, tiles, n_tiles, s)) return;
   if (a.hd == 64) launch_prefill<64>(a, tiles, n_tiles, s);
   else if (a.hd == 128) launch_prefill<128>(a, tiles, n_tiles, s);
   else if (a.hd == 256) launch_prefill<256>(a, tiles, n_tiles, s);

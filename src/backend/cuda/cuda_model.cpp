@@ -772,10 +772,10 @@ class CudaModel : public model::Model {
   std::shared_ptr<const model::WeightSet> ws_;
   model::WeightSet empty_;
   CudaModelOptions opts_;
-  bool no_flash_ = std::getenv("BALLAST_CUDA_NO_FLASH") != nullptr;
-  bool no_decode_attn_ = std::getenv("BALLAST_CUDA_NO_DECODE_ATTN") != nullptr;
-  bool no_fused_gemv_ = std::getenv("BALLAST_CUDA_NO_FUSED_GEMV") != nullptr;
-  bool no_fused_qkv_attn_ = std::getenv("BALLAST_CUDA_NO_FUSED_QKV_ATTN") != nullptr;
+  bool no_flash_ = env_on("BALLAST_CUDA_NO_FLASH");
+  bool no_decode_attn_ = env_on("BALLAST_CUDA_NO_DECODE_ATTN");
+  bool no_fused_gemv_ = env_on("BALLAST_CUDA_NO_FUSED_GEMV");
+  bool no_fused_qkv_attn_ = env_on("BALLAST_CUDA_NO_FUSED_QKV_ATTN");
   int64_t rows_ = 0, head_rows_ = 0;
   bool tied_ = true;
   cudaStream_t stream_ = nullptr;

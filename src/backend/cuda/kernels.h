@@ -34,6 +34,8 @@ bool debug_sync();
 // cudaGetLastError (+ cudaDeviceSynchronize in debug-sync mode); returns an empty string
 // when fine, else "kernel NAME: <cuda error>".
 const char* check_launch(const char* kernel);
+// An environment switch is on when set to anything but "" or "0".
+bool env_on(const char* name);
 // BALLAST_CUDA_PROFILE=1: per-kernel GPU time (events around each launch), table at exit.
 bool profiling();
 void prof_begin(cudaStream_t s);
@@ -102,6 +104,9 @@ struct PrefillTile {
   int32_t pos0;   // position of tok0
 };
 void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles, cudaStream_t s);
+// attention_prefill_mma.cu: the same with mma.sync, S/P/O in registers (head_dim 64 and
+// 128; false, nothing launched, for others).
+bool attention_prefill_mma(const AttnArgs& a, const PrefillTile* tiles, int n_tiles, cudaStream_t s);
 
 // ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate.
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s);

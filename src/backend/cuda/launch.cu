@@ -75,6 +75,11 @@ Profiler& prof() {
 }
 }  // namespace
 
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return e && *e && std::strcmp(e, "0") != 0;
+}
+
 bool profiling() {
   static const bool on = [] {
     const char* e = std::getenv("BALLAST_CUDA_PROFILE");
