@@ -50,7 +50,13 @@ struct Row {
   const uint8_t* valid;  // (V,) or null (work rows hold -inf for masked ids)
   int V;
   float scale;           // 1, or 1/temperature
-  __device__ float at(int i) const { return valid && !valid[i] ? -INFINITY : x[i] * scale; }
+  // Both loads issued unconditionally (no load behind a branch: the passes are
+  // latency-bound on one SM).
+  __device__ float at(int i) const {
+    const float v = x[i] * scale;
+    const bool ok = !valid || valid[i];
+    return ok ? v : -INFINITY;
+  }
 };
 
 __device__ __forceinline__ u64 key_of(float y, int i, int V) {
@@ -262,6 +268,7 @@ __device__ u64 radix_select(const Row& r, float ytop, u64 lo, u64 need, bool by_
 __device__ void max_pass(const Row& r, float& best, int& idx, int& n, Smem& sm) {
   best = -INFINITY, idx = INT_MAX;
   int c = 0;
+#pragma unroll 8
   for (int i = threadIdx.x; i < r.V; i += kThreads) {
     const float y = r.at(i);
     if (y == -INFINITY) continue;
@@ -284,6 +291,7 @@ __device__ int draw(int V, Mass mass, uint64_t seed, uint64_t step, Smem& sm) {
     const int seg = (hi - lo + kWarps - 1) / kWarps;
     const int s0 = min(lo + warp * seg, hi), s1 = min(s0 + seg, hi);
     u64 acc = 0;
+#pragma unroll 8
     for (int i = s0 + lane; i < s1; i += 32) acc += mass(i);
     acc = warp_sum(acc);
     if (lane == 0) sm.ru[warp] = acc;
@@ -349,19 +357,30 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
   // 1. One pass: mask, non-finite check, max (lowest id), online sum of exp(x - max).
   float tm = -INFINITY, ts = 0.0f;
   int ti = INT_MAX, tn = 0, tbad = 0;
-#pragma unroll 4
-  for (int i = tid; i < V; i += kThreads) {
-    if (a.valid && !a.valid[i]) continue;
-    const float v = x[i];
-    if (!isfinite(v)) {
-      tbad = 1;
-      continue;
+  constexpr int kU = 8;  // loads in flight per thread
+  for (int i0 = tid; i0 < V; i0 += kU * kThreads) {
+    float xv[kU];
+    bool ok[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * kThreads;
+      xv[u] = i < V ? x[i] : 0.0f;
+      ok[u] = i < V && (!a.valid || a.valid[i]);
     }
-    ++tn;
-    if (v > tm) {
-      ts = ts * __expf(tm - v) + 1.0f, tm = v, ti = i;
-    } else {
-      ts += __expf(v - tm);
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      if (!ok[u]) continue;
+      const float v = xv[u];
+      if (!isfinite(v)) {
+        tbad = 1;
+        continue;
+      }
+      ++tn;
+      if (v > tm) {
+        ts = ts * __expf(tm - v) + 1.0f, tm = v, ti = i0 + u * kThreads;
+      } else {
+        ts += __expf(v - tm);
+      }
     }
   }
   float mx = tm;
@@ -460,12 +479,28 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
       int idx;
       max_pass(cur, ytop, idx, ncand, sm);
     }
-    const bool compact = p.top_k > 0 && p.top_k < ncand && p.top_k <= kCompact;
-    if (ncand > 0 && compact) {
-      // Top-k first, then everything else on the k candidates in shared memory, sorted
-      // by key (the CPU's order): no more passes over the row.
-      const u64 t = radix_select(cur, ytop, 0, p.top_k, false, -1.0f, sm);
-      if (tid == 0) sm.n_cand = 0;
+    // Compaction: the top kk candidates go to shared memory, sorted by key (the CPU's
+    // order), and top-p, min-p and the draw run there with no more passes over the row.
+    //  - top_k <= kCompact: kk = top_k;
+    //  - top-p alone: kk = kCompact, used when those candidates already hold top_p of the
+    //    whole distribution's mass (peaked distributions); otherwise the radix path below.
+    const bool topk_compact = p.top_k > 0 && p.top_k < ncand && p.top_k <= kCompact;
+    const bool topp_compact = !topk_compact && (p.top_k <= 0 || p.top_k >= ncand) && p.top_p < 1.0f;
+    bool done = false;
+    if (ncand > 0 && (topk_compact || topp_compact)) {
+      const int kk = topk_compact ? p.top_k : min(kCompact, ncand);
+      const u64 t = kk < ncand ? radix_select(cur, ytop, 0, kk, false, -1.0f, sm) : 0;
+      u64 z_all = 0;  // top-p alone: the mass of every candidate
+      if (topp_compact) {
+        u64 zl = 0;
+#pragma unroll 8
+        for (int i = tid; i < V; i += kThreads) {
+          const float y = cur.at(i);
+          if (y != -INFINITY) zl += mass_of(y, ytop);
+        }
+        z_all = block_sum(zl, sm.ru);
+      }
+      if (tid == 0) sm.n_cand = 0, sm.seg = 0;  // seg: 1 = fall back to the radix path
       __syncthreads();
       for (int i = tid; i < V; i += kThreads) {
         const float y = cur.at(i);
@@ -486,19 +521,26 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
       if (tid == 0) {
         // Masses relative to the top (the row's max is among the k), top-p prefix, min-p.
         u64 z = 0;
-        for (int j = 0; j < n; ++j) z += mass_of(sm.sy[j], ytop);
+        if (topp_compact) {
+          z = z_all;
+        } else {
+          for (int j = 0; j < n; ++j) z += mass_of(sm.sy[j], ytop);
+        }
         int keep = n;
         if (p.top_p < 1.0f) {
           const double need_d = ceil(static_cast<double>(fmaxf(p.top_p, 0.0f)) * static_cast<double>(z));
           const u64 need = need_d < 1.0 ? 1 : static_cast<u64>(need_d);
           u64 acc = 0;
+          bool reached = false;
           for (int j = 0; j < n; ++j) {
             acc += mass_of(sm.sy[j], ytop);
             if (acc >= need) {
               keep = j + 1;
+              reached = true;
               break;
             }
           }
+          if (topp_compact && !reached && kk < ncand) sm.seg = 1;  // nucleus larger than kk
         }
         const float min_p = fminf(p.min_p, 1.0f);
         u64 total = 0;
@@ -507,7 +549,7 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
           total += mass_of(sm.sy[j], ytop);
         }
         o.id = -1;
-        if (total > 0) {
+        if (total > 0 && sm.seg == 0) {
           const u64 target = draw_target(p.seed, p.step, total);
           u64 acc = 0;
           for (int j = 0; j < keep; ++j) {
@@ -519,7 +561,10 @@ __global__ void __launch_bounds__(kThreads) k_sample(SampleArgs a) {
           }
         }
       }
-    } else if (ncand > 0) {
+      __syncthreads();
+      done = sm.seg == 0;
+    }
+    if (!done && ncand > 0) {
       u64 t = 0;
       if (p.top_k > 0 && p.top_k < ncand) t = radix_select(cur, ytop, 0, p.top_k, false, -1.0f, sm);
       if (p.top_p < 1.0f) t = radix_select(cur, ytop, t, 0, true, fmaxf(p.top_p, 0.0f), sm);
