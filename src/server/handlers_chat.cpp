@@ -78,18 +78,12 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
                          {"logprobs", p->logprobs ? json{{"content", lps[c]}} : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
     observe_request(s, arrival);
-    return send_json(res, {{"id", id},
-                           {"object", "chat.completion"},
-                           {"created", created},
-                           {"model", model},
-                           {"system_fingerprint", nullptr},
-                           {"choices", choices},
-                           {"usage", usage_json(prep.prompt_tokens, gen->completion_tokens(), prep.truncated_tokens)}});
+    return send_json(res, completion_response("chat.completion", id, created, model, std::move(choices),
+                                              usage_json(prep.prompt_tokens, gen->completion_tokens(),
+                                                         prep.truncated_tokens)));
   }
 
-  res.content_type = "text/event-stream";
-  res.headers.emplace_back("Cache-Control", "no-cache");
-  res.headers.emplace_back("X-Accel-Buffering", "no");
+  start_event_stream(res);
   res.stream = [&s, p, gen, id, model, created, n_choices, &tok, arrival, prompt_tokens = prep.prompt_tokens,
                 truncated = prep.truncated_tokens](StreamSink& sink) {
     auto chunk = [&](size_t index, const json& delta, const json& logprobs, const std::string& finish) {

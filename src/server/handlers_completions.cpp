@@ -103,18 +103,12 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
                          {"logprobs", p->logprobs ? lps[c].to_json() : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
     observe_request(s, arrival);
-    return send_json(res, {{"id", id},
-                           {"object", "text_completion"},
-                           {"created", created},
-                           {"model", model},
-                           {"system_fingerprint", nullptr},
-                           {"choices", choices},
-                           {"usage", usage_json(prep.prompt_tokens, gen->completion_tokens(), prep.truncated_tokens)}});
+    return send_json(res, completion_response("text_completion", id, created, model, std::move(choices),
+                                              usage_json(prep.prompt_tokens, gen->completion_tokens(),
+                                                         prep.truncated_tokens)));
   }
 
-  res.content_type = "text/event-stream";
-  res.headers.emplace_back("Cache-Control", "no-cache");
-  res.headers.emplace_back("X-Accel-Buffering", "no");
+  start_event_stream(res);
   res.stream = [&s, p, gen, id, model, created, echo, n_choices, n_per_prompt, &tok, arrival,
                 prompt_tokens = prep.prompt_tokens, truncated = prep.truncated_tokens](StreamSink& sink) {
     auto chunk = [&](size_t index, const std::string& text, const json& logprobs, const std::string& finish) {

@@ -316,6 +316,23 @@ nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated)
   return u;
 }
 
+nlohmann::json completion_response(const char* object, const std::string& id, int64_t created,
+                                   const std::string& model, nlohmann::json choices, nlohmann::json usage) {
+  return {{"id", id},
+          {"object", object},
+          {"created", created},
+          {"model", model},
+          {"system_fingerprint", nullptr},
+          {"choices", std::move(choices)},
+          {"usage", std::move(usage)}};
+}
+
+void start_event_stream(HttpResponse& res) {
+  res.content_type = "text/event-stream";
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  res.headers.emplace_back("X-Accel-Buffering", "no");
+}
+
 void observe_request(Server& s, std::chrono::steady_clock::time_point arrival) {
   s.metrics.request_duration.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - arrival).count());

@@ -97,6 +97,12 @@ MaybeError check_model(const Server& s, const std::string& model);
 
 // OpenAI "usage" object; truncated_prompt_tokens only when the prompt was truncated.
 nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated);
+// The non-streamed response body both endpoints share (object: "chat.completion" or
+// "text_completion").
+nlohmann::json completion_response(const char* object, const std::string& id, int64_t created,
+                                   const std::string& model, nlohmann::json choices, nlohmann::json usage);
+// Marks res as a server-sent event stream (content type, no caching or proxy buffering).
+void start_event_stream(HttpResponse& res);
 // Records a generation request's time from arrival to its last byte.
 void observe_request(Server& s, std::chrono::steady_clock::time_point arrival);
 // Ends a stream the same way for both endpoints: the error event if generation failed,

@@ -10,25 +10,13 @@
 #include <vector>
 
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/qkv_post.h"
+#include "gpu_check.h"
 
 using namespace ballast;
 using namespace ballast::cuda;
+#define KCHECK GPU_CHECK
 
 namespace {
-int* g_pass = nullptr;
-int* g_fail = nullptr;
-#define KCHECK(cond, ...)                                  \
-  do {                                                     \
-    if (cond) {                                            \
-      ++*g_pass;                                           \
-    } else {                                               \
-      ++*g_fail;                                           \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-      std::printf(__VA_ARGS__);                            \
-      std::printf("\n");                                   \
-    }                                                      \
-  } while (0)
 
 template <class T>
 T* dev(const std::vector<T>& h) {
@@ -42,6 +30,31 @@ std::vector<T> host(const T* p, size_t n) {
   std::vector<T> h(n);
   cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost);
   return h;
+}
+
+// Attention arguments over a paged cache; scale 1/sqrt(hd).
+AttnArgs attn_args(const bf16* qkv, const bf16* k_cache, const bf16* v_cache, const int32_t* pos, const int32_t* seq_slot,
+                   const int32_t* block_table, int max_blocks, int64_t n_blocks, int n, int n_heads, int n_kv, int hd,
+                   int window, int max_ctx, bf16* out, ErrorFlags* flags) {
+  AttnArgs a{};
+  a.qkv = qkv;
+  a.k_cache = k_cache;
+  a.v_cache = v_cache;
+  a.pos = pos;
+  a.seq_slot = seq_slot;
+  a.block_table = block_table;
+  a.max_blocks = max_blocks;
+  a.n_blocks = n_blocks;
+  a.n = n;
+  a.n_heads = n_heads;
+  a.n_kv = n_kv;
+  a.hd = hd;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  a.window = window;
+  a.max_ctx = max_ctx;
+  a.out = out;
+  a.flags = flags;
+  return a;
 }
 
 // Builds a paged cache with rows of random positions; compares attention_decode (every
@@ -78,24 +91,8 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
   int* d_cnt;
   cudaMalloc(&d_cnt, n * n_kv * sizeof(int));
   cudaMemset(d_cnt, 0, n * n_kv * sizeof(int));
-  AttnArgs a{};
-  a.qkv = d_qkv;
-  a.k_cache = d_k;
-  a.v_cache = d_v;
-  a.pos = d_pos;
-  a.seq_slot = d_seq;
-  a.block_table = d_bt;
-  a.max_blocks = max_blocks;
-  a.n_blocks = n_blocks;
-  a.n = n;
-  a.n_heads = n_heads;
-  a.n_kv = n_kv;
-  a.hd = hd;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  a.window = window;
-  a.max_ctx = max_ctx;
-  a.flags = d_flags;
-  a.out = d_ref;
+  AttnArgs a = attn_args(d_qkv, d_k, d_v, d_pos, d_seq, d_bt, max_blocks, n_blocks,
+                         n, n_heads, n_kv, hd, window, max_ctx, d_ref, d_flags);
   cudaMemset(d_flags, 0, sizeof(ErrorFlags));
   attention_rows(a, 0);
   const auto ref = host(d_ref, n * qd);
@@ -129,119 +126,6 @@ void test_attention_decode(int hd, int n_heads, int n_kv, int window, bool bad_e
     cudaFree(p);
 }
 
-// attention_decode_fused (qkv_post inside the decode kernel) against qkv_post followed by
-// attention_decode: outputs and the new K/V cache rows.
-void test_attention_decode_fused(int hd, int n_heads, int n_kv, bool bias, bool qk_norm, bool interleaved, int window) {
-  std::mt19937 rng(hd * 7 + n_heads + bias * 3 + qk_norm * 5 + interleaved * 11 + window);
-  std::uniform_real_distribution<float> u(-1, 1);
-  const int n = 3, qd = n_heads * hd, kd = n_kv * hd, W = qd + 2 * kd;
-  const std::vector<int32_t> pos = {5, 40, 300};
-  const int max_ctx = 301, max_blocks = (max_ctx + 15) / 16;
-  const int64_t n_blocks = n * max_blocks + 1;
-  std::vector<int32_t> bt(n * max_blocks, -1), seq(n), slot(n);
-  for (int t = 0; t < n; ++t) {
-    seq[t] = t;
-    for (int b = 0; b <= pos[t] / 16; ++b) bt[t * max_blocks + b] = static_cast<int32_t>(n_blocks - 1 - (t * max_blocks + b));
-    slot[t] = bt[t * max_blocks + pos[t] / 16] * 16 + pos[t] % 16;
-  }
-  std::vector<bf16> qkv(static_cast<size_t>(n) * W), kc(n_blocks * n_kv * 16 * hd), vc(kc.size());
-  for (auto& x : qkv) x = __float2bfloat16(u(rng));
-  for (auto& x : kc) x = __float2bfloat16(u(rng));
-  for (auto& x : vc) x = __float2bfloat16(u(rng));
-  std::vector<float> b(W), qn(hd), kn(hd), inv(hd / 2);
-  for (auto& x : b) x = u(rng) * 0.5f;
-  for (auto& x : qn) x = 1 + u(rng) * 0.3f;
-  for (auto& x : kn) x = 1 + u(rng) * 0.3f;
-  for (int i = 0; i < hd / 2; ++i) inv[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / hd));
-  float *d_b = dev(b), *d_qn = dev(qn), *d_kn = dev(kn), *d_inv = dev(inv);
-  int32_t *d_pos = dev(pos), *d_bt = dev(bt), *d_seq = dev(seq), *d_slot = dev(slot);
-  ErrorFlags* d_flags;
-  cudaMalloc(&d_flags, sizeof(ErrorFlags));
-  cudaMemset(d_flags, 0, sizeof(ErrorFlags));
-  float* d_part;
-  cudaMalloc(&d_part, static_cast<size_t>(n) * n_heads * 32 * (hd + 2) * 4);
-  int* d_cnt;
-  cudaMalloc(&d_cnt, n * n_kv * sizeof(int));
-  cudaMemset(d_cnt, 0, n * n_kv * sizeof(int));
-  std::vector<bf16> outs[2], kcs[2], vcs[2];
-  const int splits = attention_decode_splits(n, n_kv, max_ctx);
-  for (int fused = 0; fused < 2; ++fused) {
-    bf16 *d_qkv = dev(qkv), *d_k = dev(kc), *d_v = dev(vc), *d_out;
-    cudaMalloc(&d_out, n * qd * 2);
-    QkvPostArgs qp{};
-    qp.qkv = d_qkv;
-    qp.n = n;
-    qp.n_heads = n_heads;
-    qp.n_kv = n_kv;
-    qp.hd = hd;
-    qp.bias = bias ? d_b : nullptr;
-    qp.q_norm = qk_norm ? d_qn : nullptr;
-    qp.k_norm = qk_norm ? d_kn : nullptr;
-    qp.eps = 1e-6f;
-    qp.norm_offset = 0.0f;
-    qp.pos = d_pos;
-    qp.inv_freq = d_inv;
-    qp.interleaved = interleaved;
-    qp.slot = d_slot;
-    qp.n_slots = n_blocks * 16;
-    qp.k_cache = d_k;
-    qp.v_cache = d_v;
-    qp.flags = d_flags;
-    AttnArgs a{};
-    a.qkv = d_qkv;
-    a.k_cache = d_k;
-    a.v_cache = d_v;
-    a.pos = d_pos;
-    a.seq_slot = d_seq;
-    a.block_table = d_bt;
-    a.max_blocks = max_blocks;
-    a.n_blocks = n_blocks;
-    a.n = n;
-    a.n_heads = n_heads;
-    a.n_kv = n_kv;
-    a.hd = hd;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    a.window = window;
-    a.max_ctx = max_ctx;
-    a.flags = d_flags;
-    a.out = d_out;
-    float* pml = d_part + static_cast<size_t>(n) * n_heads * splits * hd;
-    if (fused) {
-      attention_decode_fused(a, qp, splits, d_part, pml, d_cnt, 0);
-    } else {
-      qkv_post(qp, 0);
-      attention_decode(a, splits, d_part, pml, d_cnt, 0);
-    }
-    const cudaError_t e = cudaDeviceSynchronize();
-    KCHECK(e == cudaSuccess, "attention_decode_fused: %s", cudaGetErrorString(e));
-    outs[fused] = host(d_out, n * qd);
-    kcs[fused] = host(d_k, kc.size());
-    vcs[fused] = host(d_v, vc.size());
-    for (void* p : {(void*)d_qkv, (void*)d_k, (void*)d_v, (void*)d_out}) cudaFree(p);
-  }
-  double num = 0, den = 0;
-  for (size_t i = 0; i < outs[0].size(); ++i) {
-    const double x = __bfloat162float(outs[1][i]), r = __bfloat162float(outs[0][i]);
-    num += (x - r) * (x - r);
-    den += r * r;
-    if (!std::isfinite(x)) num = INFINITY;
-  }
-  const double rel = std::sqrt(num / std::max(den, 1e-30));
-  int cache_diff = 0;
-  for (size_t i = 0; i < kcs[0].size(); ++i) {
-    const float dk = std::fabs(__bfloat162float(kcs[0][i]) - __bfloat162float(kcs[1][i]));
-    const float dv = std::fabs(__bfloat162float(vcs[0][i]) - __bfloat162float(vcs[1][i]));
-    cache_diff += dk > 0.02f * std::fabs(__bfloat162float(kcs[0][i])) + 1e-3f;
-    cache_diff += dv > 0.02f * std::fabs(__bfloat162float(vcs[0][i])) + 1e-3f;
-  }
-  KCHECK(rel < 1e-2 && cache_diff == 0,
-         "attention_decode_fused hd %d heads %d/%d bias %d norm %d interleaved %d window %d: rel err %g, %d cache diffs",
-         hd, n_heads, n_kv, bias, qk_norm, interleaved, window, rel, cache_diff);
-  for (void* p : {(void*)d_b, (void*)d_qn, (void*)d_kn, (void*)d_inv, (void*)d_pos, (void*)d_bt, (void*)d_seq,
-                  (void*)d_slot, (void*)d_flags, (void*)d_part, (void*)d_cnt})
-    cudaFree(p);
-}
-
 // Tensor-core prefill tiles against the row kernel: one 100-token sequence continuing
 // from position 30 (previous keys in the cache), with and without a sliding window.
 void test_attention_prefill(int hd, int n_heads, int n_kv, int window) {
@@ -267,24 +151,8 @@ void test_attention_prefill(int hd, int n_heads, int n_kv, int window) {
   cudaMemset(d_flags, 0, sizeof(ErrorFlags));
   cudaMalloc(&d_ref, n * qd * 2);
   cudaMalloc(&d_out, n * qd * 2);
-  AttnArgs a{};
-  a.qkv = d_qkv;
-  a.k_cache = d_k;
-  a.v_cache = d_v;
-  a.pos = d_pos;
-  a.seq_slot = d_seq;
-  a.block_table = d_bt;
-  a.max_blocks = max_blocks;
-  a.n_blocks = n_blocks;
-  a.n = n;
-  a.n_heads = n_heads;
-  a.n_kv = n_kv;
-  a.hd = hd;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  a.window = window;
-  a.max_ctx = max_ctx;
-  a.flags = d_flags;
-  a.out = d_ref;
+  AttnArgs a = attn_args(d_qkv, d_k, d_v, d_pos, d_seq, d_bt, max_blocks, n_blocks,
+                         n, n_heads, n_kv, hd, window, max_ctx, d_ref, d_flags);
   attention_rows(a, 0);
   a.out = d_out;
   attention_prefill(a, d_tiles, static_cast<int>(tiles.size()), 0);
@@ -446,9 +314,7 @@ double time_us(const std::function<void(cudaStream_t)>& fn) {
 }
 }  // namespace
 
-void run_kernel_gpu_tests(int& pass, int& fail) {
-  g_pass = &pass;
-  g_fail = &fail;
+void run_kernel_gpu_tests() {
   std::printf("[attention_decode vs attention_rows]\n");
   test_attention_decode(64, 32, 8, 0, false);
   test_attention_decode(64, 9, 3, 0, true);
@@ -456,12 +322,6 @@ void run_kernel_gpu_tests(int& pass, int& fail) {
   test_attention_decode(128, 16, 2, 0, false);
   test_attention_decode(256, 4, 1, 512, false);
   test_attention_decode(256, 8, 4, 0, true);
-  std::printf("[attention_decode_fused vs qkv_post + attention_decode]\n");
-  test_attention_decode_fused(64, 32, 8, false, false, false, 0);
-  test_attention_decode_fused(64, 9, 3, true, false, true, 0);
-  test_attention_decode_fused(128, 16, 8, false, true, false, 0);
-  test_attention_decode_fused(128, 32, 32, true, true, true, 0);
-  test_attention_decode_fused(256, 4, 1, false, true, false, 64);
   std::printf("[attention_prefill vs attention_rows]\n");
   test_attention_prefill(64, 32, 8, 0);
   test_attention_prefill(128, 8, 8, 0);
@@ -569,23 +429,7 @@ void run_kernel_bench() {
     int* cnt;
     cudaMalloc(&cnt, n * nkv * sizeof(int));
     cudaMemset(cnt, 0, n * nkv * sizeof(int));
-    AttnArgs a{};
-    a.qkv = qkv;
-    a.k_cache = kc;
-    a.v_cache = vc;
-    a.pos = dpos;
-    a.seq_slot = dseq;
-    a.block_table = dbt;
-    a.max_blocks = mb;
-    a.n_blocks = nb;
-    a.n = n;
-    a.n_heads = nh;
-    a.n_kv = nkv;
-    a.hd = hd;
-    a.scale = 0.125f;
-    a.max_ctx = ctx;
-    a.out = out;
-    a.flags = fl;
+    AttnArgs a = attn_args(qkv, kc, vc, dpos, dseq, dbt, mb, nb, n, nh, nkv, hd, 0, ctx, out, fl);
     const double ur = time_us([&](cudaStream_t s) { attention_rows(a, s); });
     const double ud = time_us([&](cudaStream_t s) {
       attention_decode(a, splits, part, part + static_cast<size_t>(n) * nh * splits * hd, cnt, s);
@@ -618,23 +462,7 @@ void run_kernel_bench() {
     ErrorFlags* fl;
     cudaMalloc(&fl, sizeof(ErrorFlags));
     cudaMemset(fl, 0, sizeof(ErrorFlags));
-    AttnArgs a{};
-    a.qkv = qkv;
-    a.k_cache = kc;
-    a.v_cache = vc;
-    a.pos = dpos;
-    a.seq_slot = dseq;
-    a.block_table = dbt;
-    a.max_blocks = mb;
-    a.n_blocks = mb;
-    a.n = n;
-    a.n_heads = nh;
-    a.n_kv = nkv;
-    a.hd = hd;
-    a.scale = 0.125f;
-    a.max_ctx = n;
-    a.out = out;
-    a.flags = fl;
+    AttnArgs a = attn_args(qkv, kc, vc, dpos, dseq, dbt, mb, mb, n, nh, nkv, hd, 0, n, out, fl);
     const double us = time_us([&](cudaStream_t s) { attention_prefill(a, dt, static_cast<int>(tiles.size()), s); });
     const double flop = 4.0 * nh * hd * (static_cast<double>(n) * n / 2);
     std::printf("  attention_prefill n=%d (causal, 32/8 heads, hd 64): %8.2f us  %6.1f TFLOP/s\n", n, us, flop / us / 1e6);

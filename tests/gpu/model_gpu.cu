@@ -14,24 +14,14 @@
 #include <vector>
 
 #include "backend/cuda/cuda_model.h"
+#include "gpu_check.h"
 #include "backend/cuda/kernels.h"
 #include "model/loader.h"
 #include "model/random_model.h"
 
 using namespace ballast;
+#define CHECK GPU_CHECK
 
-static int g_fail = 0, g_pass = 0;
-#define CHECK(cond, ...)                         \
-  do {                                           \
-    if (cond) {                                  \
-      ++g_pass;                                  \
-    } else {                                     \
-      ++g_fail;                                  \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                  \
-      std::printf("\n");                         \
-    }                                            \
-  } while (0)
 
 static double rel_err(const std::vector<float>& a, const std::vector<float>& ref, size_t off = 0, size_t n = 0) {
   if (n == 0) n = ref.size() - off;
@@ -309,9 +299,9 @@ static void test_random_smollm() {
   CHECK(st.ok() && ids[0] == best, "greedy id %d vs argmax %d", ids.empty() ? -2 : ids[0], best);
 }
 
-void run_kernel_gpu_tests(int& pass, int& fail);
-void run_qkv_post_gpu_tests(int& pass, int& fail);
-void run_sampler_gpu_tests(int& pass, int& fail);
+void run_kernel_gpu_tests();
+void run_qkv_post_gpu_tests();
+void run_sampler_gpu_tests();
 void run_kernel_bench();
 
 int main(int argc, char** argv) {
@@ -329,9 +319,9 @@ int main(int argc, char** argv) {
   test_gemm();
   std::printf("[greedy + non-finite flags]\n");
   test_greedy_flags();
-  run_kernel_gpu_tests(g_pass, g_fail);
-  run_qkv_post_gpu_tests(g_pass, g_fail);
-  run_sampler_gpu_tests(g_pass, g_fail);
+  run_kernel_gpu_tests();
+  run_qkv_post_gpu_tests();
+  run_sampler_gpu_tests();
   std::printf("[vocabulary safety on the GPU]\n");
   test_vocab_safety();
   for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3"}) {
@@ -342,6 +332,7 @@ int main(int argc, char** argv) {
     std::printf("[random smollm2-135m vs CPU]\n");
     test_random_smollm();
   }
-  std::printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
+  const auto& n = gpu_test::counts();
+  std::printf("%d passed, %d failed\n", n.pass, n.fail);
+  return n.fail == 0 ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // GPU tests of qkv_post.cu against host references that follow the CPU model's math
 // (llama.cpp / gemma3.cpp: bias -> per-head rmsnorm -> rope; cpu::rmsnorm, cpu::rope with
 // double angles). Linked into ballast_gpu_tests; main (model_gpu.cu) calls
-// run_qkv_post_gpu_tests(pass, fail).
+// run_qkv_post_gpu_tests().
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -11,24 +11,13 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/qkv_post.h"
+#include "gpu_check.h"
 
 using namespace ballast;
+#define QCHECK GPU_CHECK
 
 namespace {
 
-int* g_pass = nullptr;
-int* g_fail = nullptr;
-#define QCHECK(cond, ...)                                \
-  do {                                                   \
-    if (cond) {                                          \
-      ++*g_pass;                                         \
-    } else {                                             \
-      ++*g_fail;                                         \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-      std::printf(__VA_ARGS__);                          \
-      std::printf("\n");                                 \
-    }                                                    \
-  } while (0)
 
 float bf(float x) { return __bfloat162float(__float2bfloat16(x)); }
 uint16_t bits(cuda::bf16 v) {
@@ -306,9 +295,7 @@ void test_add_postnorm() {
 
 }  // namespace
 
-void run_qkv_post_gpu_tests(int& pass, int& fail) {
-  g_pass = &pass;
-  g_fail = &fail;
+void run_qkv_post_gpu_tests() {
   std::printf("[qkv_post: bias, q/k norm, rope, paged kv write]\n");
   test_qkv_post();
   std::printf("[add_postnorm_rmsnorm]\n");

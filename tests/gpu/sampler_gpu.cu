@@ -18,29 +18,19 @@
 
 #include "backend/cuda/sampling_kernels.h"
 #include "engine/sampler.h"
+#include "gpu_check.h"
 
 #if __cplusplus < 202002L
-#error "sampler_gpu.cu needs C++20 (engine/sampler.h): CUDA_STANDARD 20 on ballast_gpu_tests"
+#error "sampler_gpu.cu needs C++20 (engine/sampler.h uses std::span)"
 #endif
 
-void run_sampler_gpu_tests(int& pass, int& fail);
+void run_sampler_gpu_tests();
 
 using namespace ballast;
+#define CHECK GPU_CHECK
 
 namespace {
 
-int g_pass = 0, g_fail = 0;
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (cond) {                                        \
-      ++g_pass;                                        \
-    } else {                                           \
-      ++g_fail;                                        \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-    }                                                  \
-  } while (0)
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 using Valid = std::shared_ptr<const std::vector<uint8_t>>;
@@ -586,8 +576,7 @@ void test_big_vocab() {
 
 }  // namespace
 
-void run_sampler_gpu_tests(int& pass, int& fail) {
-  g_pass = g_fail = 0;
+void run_sampler_gpu_tests() {
   std::printf("[sampler: greedy + top logprobs]\n");
   test_greedy_top();
   std::printf("[sampler: mask + non-finite]\n");
@@ -602,6 +591,4 @@ void run_sampler_gpu_tests(int& pass, int& fail) {
   test_determinism();
   std::printf("[sampler: V=262208]\n");
   test_big_vocab();
-  pass += g_pass;
-  fail += g_fail;
 }

@@ -8,7 +8,6 @@
 #include <type_traits>
 
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/qkv_post.h"
 
 namespace ballast::cuda {
 
@@ -38,60 +37,11 @@ __device__ __forceinline__ void load_vec(const bf16* p, float (&out)[E]) {
   }
 }
 
-// qkv_post for one head held by a warp (lane l: dims [l*E, l*E + E)), in fp32 then rounded
-// to bf16 as qkv_post stores it: bias, per-head RMSNorm, RoPE (rotate-half partners are
-// 16 lanes apart; interleaved pairs sit in one lane). cs/sn: (HD/2) cos/sin at the position.
-template <int HD>
-__device__ __forceinline__ void prep_head(const bf16* src, const float* bias, const float* norm_w, bool rope,
-                                          const QkvPostArgs& qp, const float* cs, const float* sn, int lane,
-                                          float (&x)[HD / 32]) {
-  constexpr int E = HD / 32;
-  load_vec<E>(src + lane * E, x);
-  if (bias)
-#pragma unroll
-    for (int e = 0; e < E; ++e) x[e] += bias[lane * E + e];
-  if (norm_w) {
-    float ss = 0.0f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) ss += x[e] * x[e];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    const float inv = 1.0f / sqrtf(ss / static_cast<float>(HD) + qp.eps);
-#pragma unroll
-    for (int e = 0; e < E; ++e) x[e] = x[e] * inv * (qp.norm_offset + norm_w[lane * E + e]);
-  }
-  if (rope) {
-    if (qp.interleaved) {
-#pragma unroll
-      for (int e = 0; e < E; e += 2) {
-        const int j = (lane * E + e) / 2;
-        const float x0 = x[e], x1 = x[e + 1];
-        x[e] = x0 * cs[j] - x1 * sn[j];
-        x[e + 1] = x0 * sn[j] + x1 * cs[j];
-      }
-    } else {
-      float pr[E];
-#pragma unroll
-      for (int e = 0; e < E; ++e) pr[e] = __shfl_xor_sync(0xffffffffu, x[e], 16);
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const int d = lane * E + e;
-        if (lane < 16) x[e] = x[e] * cs[d] - pr[e] * sn[d];             // lower half: x0 c - x1 s
-        else x[e] = pr[e] * sn[d - HD / 2] + x[e] * cs[d - HD / 2];      // upper half: x0 s + x1 c
-      }
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < E; ++e) x[e] = __bfloat162float(__float2bfloat16(x[e]));
-}
-
 // grid (n_kv, n_rows, splits), block 128. Lane l owns dims [l*E, l*E + E) of the head.
-// kFuse (decode-only steps): qkv_post is done here (q in registers; the block whose split
-// holds the new position writes its k and v to the cache first).
 // part_o: (n_rows, n_heads, splits, HD) f32; part_ml: (n_rows, n_heads, splits, 2).
-template <int HD, bool kFuse>
+template <int HD>
 __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, float* part_o, float* part_ml,
-                                                     int* counters, QkvPostArgs qp) {
+                                                     int* counters) {
   allow_dependents();
   constexpr int E = HD / 32;
   __shared__ float s_m[kWarps][kMaxGroup], s_l[kWarps][kMaxGroup];
@@ -109,53 +59,12 @@ __global__ void __launch_bounds__(128) k_attn_decode(AttnArgs a, int splits, flo
   // q of the group's heads, pre-scaled for exp2.
   float q[kMaxGroup][E];
   const bf16* qrow = a.qkv + static_cast<int64_t>(t) * (qd + 2 * kd) + kvh * G * HD;
-  if constexpr (kFuse) {
-    __shared__ float s_cs[HD / 2], s_sn[HD / 2];
-    const double p = static_cast<double>(a.pos[t]);
-    for (int i = threadIdx.x; i < HD / 2; i += blockDim.x) {
-      double sd, cd;
-      sincos(p * static_cast<double>(qp.inv_freq[i]), &sd, &cd);
-      s_cs[i] = static_cast<float>(cd);
-      s_sn[i] = static_cast<float>(sd);
-    }
-    __syncthreads();
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g)
-      if (g < G)
-        prep_head<HD>(qrow + g * HD, qp.bias ? qp.bias + (kvh * G + g) * HD : nullptr, qp.q_norm, true, qp, s_cs,
-                      s_sn, lane, q[g]);
-    // The new token's k and v: written by the block whose split holds its position, before
-    // that block reads the cache (nobody else reads that position).
-    if (k_begin <= n_ctx - 1 && n_ctx - 1 < k_end) {
-      if (warp < 2) {
-        const int col = qd + warp * kd + kvh * HD;  // k head, then v head
-        float x[E];
-        prep_head<HD>(a.qkv + static_cast<int64_t>(t) * (qd + 2 * kd) + col, qp.bias ? qp.bias + col : nullptr,
-                      warp == 0 ? qp.k_norm : nullptr, warp == 0, qp, s_cs, s_sn, lane, x);
-        const int64_t sl = qp.slot[t];
-        if (sl >= 0 && sl < qp.n_slots) {
-          bf16* dst = (warp == 0 ? qp.k_cache : qp.v_cache) + ((sl / 16 * a.n_kv + kvh) * 16 + sl % 16) * HD;
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < G) {
+      load_vec<E>(qrow + g * HD + lane * E, q[g]);
 #pragma unroll
-          for (int e = 0; e < E; ++e) dst[lane * E + e] = __float2bfloat16(x[e]);
-        } else if (lane == 0 && warp == 0) {
-          atomicAdd(&a.flags->bad_kv_slot, 1);
-        }
-      }
-      __syncthreads();
-    }
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g)
-      if (g < G)
-#pragma unroll
-        for (int e = 0; e < E; ++e) q[g][e] *= a.scale * kLog2e;
-  } else {
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g < G) {
-        load_vec<E>(qrow + g * HD + lane * E, q[g]);
-#pragma unroll
-        for (int e = 0; e < E; ++e) q[g][e] *= a.scale * kLog2e;
-      }
+      for (int e = 0; e < E; ++e) q[g][e] *= a.scale * kLog2e;
     }
   }
   float m[kMaxGroup], l[kMaxGroup], o[kMaxGroup][E];
@@ -282,22 +191,11 @@ int attention_decode_splits(int n_rows, int n_kv, int max_ctx) {
   return std::max(1, std::min({want, by_len, 32}));
 }
 
-template <bool kFuse>
-void launch_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, int* counters, const QkvPostArgs& qp,
-                   cudaStream_t s) {
-  const dim3 grid(a.n_kv, a.n, splits);
-  if (a.hd == 64) k_attn_decode<64, kFuse><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters, qp);
-  else if (a.hd == 128) k_attn_decode<128, kFuse><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters, qp);
-  else k_attn_decode<256, kFuse><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters, qp);
-}
-
 void attention_decode(const AttnArgs& a, int splits, float* part_o, float* part_ml, int* counters, cudaStream_t s) {
-  launch_decode<false>(a, splits, part_o, part_ml, counters, QkvPostArgs{}, s);
-}
-
-void attention_decode_fused(const AttnArgs& a, const QkvPostArgs& qp, int splits, float* part_o, float* part_ml,
-                            int* counters, cudaStream_t s) {
-  launch_decode<true>(a, splits, part_o, part_ml, counters, qp, s);
+  const dim3 grid(a.n_kv, a.n, splits);
+  if (a.hd == 64) k_attn_decode<64><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
+  else if (a.hd == 128) k_attn_decode<128><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
+  else k_attn_decode<256><<<grid, 128, 0, s>>>(a, splits, part_o, part_ml, counters);
 }
 
 }  // namespace ballast::cuda

@@ -664,9 +664,7 @@ class CudaModel : public model::Model {
       qa.k_cache = k_cache_[l];
       qa.v_cache = v_cache_[l];
       qa.flags = flags_d_;
-      // Decode-only steps through flash-decoding: qkv_post runs inside the attention kernel.
-      const bool fuse_qkv = st.decode_only && st.splits > 0 && st.n_rows == n && !no_fused_qkv_attn_;
-      if (!fuse_qkv) LAUNCH("qkv_post", qkv_post(qa, stream_));
+      LAUNCH("qkv_post", qkv_post(qa, stream_));
       aa.k_cache = k_cache_[l];
       aa.v_cache = v_cache_[l];
       aa.window = ly.sliding ? static_cast<int>(c.sliding_window) : 0;
@@ -680,11 +678,7 @@ class CudaModel : public model::Model {
         if (st.splits > 0) {
           float* po = part_.p;
           float* pml = po ? po + static_cast<size_t>(st.n_rows) * c.n_heads * st.splits * c.head_dim : nullptr;
-          if (fuse_qkv)
-            LAUNCH("attention_decode_fused",
-                   attention_decode_fused(ar, qa, st.splits, po, pml, counters_.p, stream_));
-          else
-            LAUNCH("attention_decode", attention_decode(ar, st.splits, po, pml, counters_.p, stream_));
+          LAUNCH("attention_decode", attention_decode(ar, st.splits, po, pml, counters_.p, stream_));
         } else {
           LAUNCH("attention_rows", attention_rows(ar, stream_));
         }
@@ -775,7 +769,6 @@ class CudaModel : public model::Model {
   bool no_flash_ = env_on("BALLAST_CUDA_NO_FLASH");
   bool no_decode_attn_ = env_on("BALLAST_CUDA_NO_DECODE_ATTN");
   bool no_fused_gemv_ = env_on("BALLAST_CUDA_NO_FUSED_GEMV");
-  bool no_fused_qkv_attn_ = env_on("BALLAST_CUDA_NO_FUSED_QKV_ATTN");
   int64_t rows_ = 0, head_rows_ = 0;
   bool tied_ = true;
   cudaStream_t stream_ = nullptr;

@@ -46,20 +46,21 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int K = a.K, n = a.n;
   const bf16* X = a.X;
+  // wpr warps share a row (split over K) so short matrices still fill the GPU.
+  const int wpr = a.wpr, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % wpr;
+  const int row = blockIdx.x * (kWarpsPerBlock / wpr) + warp / wpr;
+  const bool active = row < a.N;
+  constexpr bool kPair = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
+  constexpr int R = kPair ? 2 : 1;  // weight rows per warp
   // Launched with programmatic dependent launch: the weights do not depend on the
   // previous kernel, so this warp's weight rows are prefetched into L2 while that kernel
   // finishes; griddepcontrol.wait then orders every activation read after it.
-  {
-    const int wpr0 = a.wpr, warp0 = threadIdx.x >> 5, part0 = warp0 % wpr0;
-    const int row0 = blockIdx.x * (kWarpsPerBlock / wpr0) + warp0 / wpr0;
-    constexpr bool kPair0 = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
-    if (row0 < a.N) {
-      const int lines = K / 64;  // 128-byte lines of one weight row
-      for (int r = 0; r < (kPair0 ? 2 : 1); ++r) {
-        const char* base = reinterpret_cast<const char*>(a.W + static_cast<int64_t>(row0 + r * a.N) * K);
-        for (int li = part0 * 32 + (threadIdx.x & 31); li < lines; li += wpr0 * 32)
-          asm volatile("prefetch.global.L2 [%0];" ::"l"(base + static_cast<int64_t>(li) * 128));
-      }
+  if (active) {
+    const int lines = K / 64;  // 128-byte lines of one weight row
+    for (int r = 0; r < R; ++r) {
+      const char* base = reinterpret_cast<const char*>(a.W + static_cast<int64_t>(row + r * a.N) * K);
+      for (int li = part * 32 + lane; li < lines; li += wpr * 32)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + static_cast<int64_t>(li) * 128));
     }
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -69,7 +70,6 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
   if constexpr (kNorm) {
     bf16* xs = reinterpret_cast<bf16*>(smem);  // (n, K)
     __shared__ float red[8][NT];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float ss[NT];
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
@@ -95,12 +95,6 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
     __syncthreads();
     X = xs;
   }
-  // wpr warps share a row (split over K) so short matrices still fill the GPU.
-  const int wpr = a.wpr, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = warp % wpr;
-  const int row = blockIdx.x * (kWarpsPerBlock / wpr) + warp / wpr;
-  const bool active = row < a.N;
-  constexpr bool kPair = kEpi == GemvEpi::kSwiGlu || kEpi == GemvEpi::kGeGlu;
-  constexpr int R = kPair ? 2 : 1;  // weight rows per warp
   const uint4* w[R];
   w[0] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(active ? row : 0) * K);
   if constexpr (kPair) w[R - 1] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>((active ? row : 0) + a.N) * K);
@@ -143,14 +137,14 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
       for (int r = 0; r < R; ++r) acc[r][t] += dot8(wv[r], xv);
     }
   }
-  __shared__ float red[kWarpsPerBlock][R][NT];
+  __shared__ float part_sum[kWarpsPerBlock][R][NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       float v = acc[r][t];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][r][t] = v;
+      if (lane == 0) part_sum[warp][r][t] = v;
     }
   if (wpr > 1) __syncthreads();
   if (!active || part != 0 || lane != 0) return;
@@ -161,7 +155,7 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       v[r] = 0.0f;
-      for (int p = 0; p < wpr; ++p) v[r] += red[warp + p][r][t];
+      for (int p = 0; p < wpr; ++p) v[r] += part_sum[warp + p][r][t];
     }
     const int64_t i = static_cast<int64_t>(t) * a.N + row;
     if constexpr (kEpi == GemvEpi::kStoreBf16) {

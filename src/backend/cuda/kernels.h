@@ -45,7 +45,6 @@ void prof_collect();  // after the stream synchronized
 // ---- random.cu: deterministic uniform(-a, a) bf16 fill (hash of seed, index).
 void fill_uniform_bf16(bf16* p, int64_t n, float a, uint64_t seed, cudaStream_t s);
 void fill_const_f32(float* p, int64_t n, float v, cudaStream_t s);
-void convert_f32_to_bf16(const float* in, bf16* out, int64_t n, cudaStream_t s);
 
 // ---- embedding.cu: x (n, H) f32 = emb[ids] * scale; bad ids -> zeros + flags->bad_token.
 void embed(const bf16* emb, int64_t rows, int H, const int32_t* ids, int n, float scale, float* x,
@@ -59,12 +58,6 @@ void rmsnorm(const float* x, const float* w, int n, int H, float eps, float offs
 // x += delta (bf16); out = rmsnorm(x) * (offset + w). Fused residual add + norm.
 void add_rmsnorm(float* x, const bf16* delta, const float* w, int n, int H, float eps, float offset, bf16* out,
                  cudaStream_t s);
-// qkv (n, qd + 2 kd) bf16: rotates q and k (rotate-half or interleaved layout) at
-// positions pos, and writes k, v into the paged cache at slot[t] (block * 16 + offset).
-// cache layout per layer: (blocks, n_kv, 16, hd).
-void rope_write_kv(bf16* qkv, int n, int n_heads, int n_kv, int hd, const int32_t* pos, const float* inv_freq,
-                   bool interleaved, const int32_t* slot, int64_t n_slots, bf16* k_cache, bf16* v_cache,
-                   ErrorFlags* flags, cudaStream_t s);
 
 // ---- activations.cu: gu (n, 2 ffn) = [gate | up] -> out (n, ffn) = act(gate) * up.
 void swiglu(const bf16* gu, int n, int ffn, bool gelu_tanh, bf16* out, cudaStream_t s);
@@ -141,7 +134,5 @@ bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s);
 size_t greedy_scratch_bytes(int m);
 void greedy_rows(const float* logits, int m, int V, const uint8_t* valid, int32_t* ids, float* logprobs, void* scratch,
                  cudaStream_t s);
-// Counts non-finite logits per row (all rows): bad (m,) ints.
-void count_nonfinite(const float* logits, int m, int V, int32_t* bad, cudaStream_t s);
 
 }  // namespace ballast::cuda

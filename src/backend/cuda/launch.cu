@@ -81,10 +81,7 @@ bool env_on(const char* name) {
 }
 
 bool profiling() {
-  static const bool on = [] {
-    const char* e = std::getenv("BALLAST_CUDA_PROFILE");
-    return e && *e && std::strcmp(e, "0") != 0;
-  }();
+  static const bool on = env_on("BALLAST_CUDA_PROFILE");
   return on;
 }
 

@@ -1,6 +1,6 @@
 // Per-architecture attention input and sandwich-norm kernels (qkv_post.cu):
 //  - qkv_post: q/k/v bias (Qwen2), per-head q/k RMSNorm (Qwen3, Gemma 3), RoPE and the
-//    paged KV write, in one pass. Replaces rope_write_kv for every architecture.
+//    paged KV write, in one pass, for every architecture.
 //  - add_postnorm_rmsnorm: Gemma 3's post-attention / post-FFN norm fused with the
 //    residual add and the next norm.
 // Like kernels.h: launchers check nothing; device code only sets ErrorFlags.
@@ -30,13 +30,6 @@ struct QkvPostArgs {
 // per head; q, k rotated at pos[t]. q (and the processed k, v) are written back into qkv;
 // k, v go to the cache at slot[t]. A bad slot writes nothing to the cache (q still written).
 void qkv_post(const QkvPostArgs& a, cudaStream_t s);
-
-// attention_decode (kernels.h) with qkv_post done inside, for steps whose rows are all
-// single decode tokens of distinct sequences (one row per sequence, every row through
-// attention_decode): q is processed in registers, the block whose key split holds the new
-// position writes the new k and v to the cache before reading it.
-void attention_decode_fused(const AttnArgs& a, const QkvPostArgs& qp, int splits, float* part_o, float* part_ml,
-                            int* counters, cudaStream_t s);
 
 // x (n,H) f32 residual; delta (n,H) bf16 (attention or MLP output).
 // x += rmsnorm(delta) * (offset + w_post); then out = rmsnorm(x) * (offset + w_next) (bf16), w_next may be the

@@ -23,18 +23,11 @@ __global__ void k_fill_const(float* p, int64_t n, float v) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) p[i] = v;
 }
 
-__global__ void k_to_bf16(const float* in, bf16* out, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = __float2bfloat16(in[i]);
-}
 }  // namespace
 
 void fill_uniform_bf16(bf16* p, int64_t n, float a, uint64_t seed, cudaStream_t s) {
   k_fill_uniform<<<4096, 256, 0, s>>>(p, n, a, seed);
 }
 void fill_const_f32(float* p, int64_t n, float v, cudaStream_t s) { k_fill_const<<<256, 256, 0, s>>>(p, n, v); }
-void convert_f32_to_bf16(const float* in, bf16* out, int64_t n, cudaStream_t s) {
-  k_to_bf16<<<4096, 256, 0, s>>>(in, out, n);
-}
 
 }  // namespace ballast::cuda

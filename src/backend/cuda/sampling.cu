@@ -94,18 +94,6 @@ __global__ void k_greedy_final(const GreedyPart* part, int chunks, int32_t* ids,
   }
 }
 
-__global__ void k_count_nonfinite(const float* logits, int V, int32_t* bad) {
-  const float* row = logits + static_cast<int64_t>(blockIdx.x) * V;
-  int c = 0;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) c += !isfinite(row[i]);
-  for (int o = 16; o > 0; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
-  __shared__ int s;
-  if (threadIdx.x == 0) s = 0;
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) atomicAdd(&s, c);
-  __syncthreads();
-  if (threadIdx.x == 0) bad[blockIdx.x] = s;
-}
 }  // namespace
 
 size_t greedy_scratch_bytes(int m) { return static_cast<size_t>(m) * kGreedyChunks * sizeof(GreedyPart); }
@@ -116,10 +104,6 @@ void greedy_rows(const float* logits, int m, int V, const uint8_t* valid, int32_
   auto* part = static_cast<GreedyPart*>(scratch);
   k_greedy_part<<<dim3(m, chunks), 256, 0, s>>>(logits, V, valid, chunks, part);
   k_greedy_final<<<m, 32, 0, s>>>(part, chunks, ids, logprobs);
-}
-
-void count_nonfinite(const float* logits, int m, int V, int32_t* bad, cudaStream_t s) {
-  k_count_nonfinite<<<m, 256, 0, s>>>(logits, V, bad);
 }
 
 }  // namespace ballast::cuda
