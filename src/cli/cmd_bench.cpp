@@ -96,24 +96,43 @@ int run_bench(BenchArgs& a) {
   std::mt19937 rng(42);
   auto rand_id = [&] { return valid_ids[rng() % valid_ids.size()]; };
   if (a.concurrency > 0) return run_engine_bench(a, rt, rand_id);
-  engine::KvCache kv(m.kv_shape(), engine::KvCache::blocks_for(a.p + a.n + 1) + 1, m.host_kv());
-  std::vector<float> logits;
-  std::vector<int32_t> ids;
-  std::vector<float> lps;
-  // Device models select greedy ids where the logits are (what greedy serving does).
-  auto fwd = [&](const model::Batch& b) {
-    return m.has_device_greedy() ? m.forward_greedy(b, kv, rt.audit.valid.get(), ids, lps, {})
-                                 : m.forward(b, kv, logits, {});
+  // One sequence driven step by step through the model, as the engine would (greedy rows:
+  // ids are chosen where the logits are).
+  const int64_t want = engine::BlockManager::blocks_for(a.p + a.n + 1) + 1;
+  auto pool_blocks = m.backend().init_kv(m.kv_layout(), want);
+  if (!pool_blocks.ok()) return fail(pool_blocks.status());
+  engine::BlockManager blocks(std::min(pool_blocks.value(), want));
+  engine::SamplingParams greedy;
+  greedy.temperature = 0;
+  backend::StepResult res;
+  auto fwd = [&](const std::vector<int32_t>& toks, int64_t pos0) -> Status {
+    BALLAST_RETURN_IF_ERROR(blocks.reserve(0, pos0 + static_cast<int64_t>(toks.size())));
+    backend::StepPlan plan;
+    plan.tokens = toks;
+    for (size_t i = 0; i < toks.size(); ++i) {
+      plan.positions.push_back(static_cast<int32_t>(pos0 + static_cast<int64_t>(i)));
+      plan.seq_row.push_back(0);
+    }
+    plan.logit_rows = {static_cast<int32_t>(toks.size() - 1)};
+    plan.n_seqs = 1;
+    plan.block_tables = blocks.table(0);
+    plan.max_blocks = static_cast<int32_t>(plan.block_tables.size());
+    backend::LogitsRequest req;
+    req.valid = rt.audit.valid.get();
+    backend::SampleRow row;
+    row.params = &greedy;
+    req.rows = {row};
+    BALLAST_RETURN_IF_ERROR(m.step(plan, req, {}, res));
+    return res.rows[0].status;
   };
   double pp_best = 0, tg_best = 0;
   for (int r = 0; r < a.reps + 1; ++r) {  // first round warms up
-    kv.release(0);
-    m.release_sequence(0);
+    blocks.release(0);
     if (a.p > 0) {
-      model::Batch b;
-      for (int64_t i = 0; i < a.p; ++i) b.add(rand_id(), static_cast<int32_t>(i), 0, i + 1 == a.p);
+      std::vector<int32_t> toks;
+      for (int64_t i = 0; i < a.p; ++i) toks.push_back(rand_id());
       double t0 = now_s();
-      Status st = fwd(b);
+      Status st = fwd(toks, 0);
       if (!st.ok()) return fail(st);
       double tps = a.p / (now_s() - t0);
       if (r > 0) pp_best = std::max(pp_best, tps);
@@ -121,9 +140,7 @@ int run_bench(BenchArgs& a) {
     if (a.n > 0) {
       double t0 = now_s();
       for (int64_t i = 0; i < a.n; ++i) {
-        model::Batch b;
-        b.add(rand_id(), static_cast<int32_t>(a.p + i), 0, true);
-        Status st = fwd(b);
+        Status st = fwd({rand_id()}, a.p + i);
         if (!st.ok()) return fail(st);
       }
       double tps = a.n / (now_s() - t0);

@@ -4,7 +4,7 @@
 #include <iostream>
 #include <map>
 
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "cli/options.h"
 
 namespace ballast::cli {
@@ -26,11 +26,10 @@ struct ScanResult {
 std::vector<ScanResult> scan(const model::WeightSet& ws, ThreadPool& pool) {
   std::vector<ScanResult> bad;
   for (const auto& [name, w] : ws.all()) {
-    auto v = w.view();
     ScanResult r{w.stored_as};
-    std::vector<float> row(v.cols);
-    for (int64_t i = 0; i < v.rows; ++i) {
-      cpu::dequantize_row(v.dtype, v.row(i), row.data(), v.cols);
+    std::vector<float> row(w.cols());
+    for (int64_t i = 0; i < w.rows(); ++i) {
+      ballast::dequantize_row(w.dtype, w.row(i), row.data(), w.cols());
       for (float x : row) {
         if (std::isnan(x)) r.nan++;
         else if (std::isinf(x)) r.inf++;
@@ -52,13 +51,14 @@ int run_inspect(InspectArgs& a) {
   const auto& c = rt.model().config();
   std::map<std::string, int64_t> dtypes;
   int64_t bytes = 0;
-  for (const auto& [n, w] : rt.model().weights().all()) {
+  const model::WeightSet no_weights;
+  const model::WeightSet& weights = rt.lm.weights ? *rt.lm.weights : no_weights;
+  for (const auto& [n, w] : weights.all()) {
     dtypes[dtype_name(w.dtype)]++;
-    auto rb = row_bytes(w.dtype, w.view().cols);
-    bytes += rb ? static_cast<int64_t>(*rb) * w.view().rows : 0;
+    bytes += static_cast<int64_t>(w.row_bytes()) * w.rows();
   }
   std::vector<ScanResult> bad;
-  if (a.scan_weights) bad = scan(rt.model().weights(), *rt.pool);
+  if (a.scan_weights) bad = scan(weights, *rt.pool);
   if (a.json) {
     nlohmann::json j;
     j["model"] = {{"path", rt.lm.path},       {"format", rt.lm.is_gguf ? "gguf" : "hf"},
@@ -66,7 +66,7 @@ int run_inspect(InspectArgs& a) {
                   {"layers", c.n_layers},     {"hidden", c.hidden},
                   {"heads", c.n_heads},       {"kv_heads", c.n_kv_heads},
                   {"head_dim", c.head_dim},   {"ffn", c.ffn},
-                  {"context", c.max_pos},     {"tensors", rt.model().weights().all().size()},
+                  {"context", c.max_pos},     {"tensors", weights.all().size()},
                   {"weight_bytes", bytes},    {"dtypes", dtypes}};
     j["vocab"] = rt.audit.to_json();
     if (a.scan_weights) {
@@ -80,7 +80,7 @@ int run_inspect(InspectArgs& a) {
             << "architecture " << c.source_arch << " -> " << c.arch << "\n"
             << "shape        " << c.n_layers << " layers, hidden " << c.hidden << ", " << c.n_heads << " heads ("
             << c.n_kv_heads << " kv) x " << c.head_dim << ", ffn " << c.ffn << ", context " << c.max_pos << "\n"
-            << "weights      " << rt.model().weights().all().size() << " tensors, " << bytes / (1 << 20) << " MiB:";
+            << "weights      " << weights.all().size() << " tensors, " << bytes / (1 << 20) << " MiB:";
   for (const auto& [d, n] : dtypes) std::cout << " " << d << " x" << n;
   std::cout << "\n\n" << rt.audit.to_text();
   if (a.scan_weights) {

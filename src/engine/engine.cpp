@@ -19,20 +19,22 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
     : model_(model),
       valid_(std::move(valid)),
       opts_(opts),
-      kv_(model.kv_shape(), opts.kv_blocks > 0 ? opts.kv_blocks
-                                               : KvCache::blocks_for(opts.ctx_size) * opts.limits.max_batch,
-          model.host_kv()),
-      sched_(opts.limits) {}
+      sched_(opts.limits) {
+  const int64_t want = opts.kv_blocks > 0 ? opts.kv_blocks : BlockManager::blocks_for(opts.ctx_size) * opts.limits.max_batch;
+  auto blocks = model.backend().init_kv(model.kv_layout(), want);
+  if (blocks.ok()) kv_ = BlockManager(std::min(blocks.value(), want));
+  else init_ = blocks.status();
+}
 
 Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
+  if (!init_.ok()) return init_;
   std::lock_guard<std::mutex> lk(mu_);
   if (static_cast<int64_t>(n_waiting_ + inbox_.size()) >= opts_.limits.max_queue)
     return error(ErrorCode::kResourceExhausted, "request queue full (" +
                                                     std::to_string(opts_.limits.max_queue) + " waiting)");
   uint64_t id = next_id_++;
-  auto a = std::make_unique<Active>(Active{std::move(req), std::move(cb), Sampler({}, nullptr), {}, 0, 0, 0, 0});
-  a->sampler = Sampler(a->req.sampling, valid_);
-  a->device_seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
+  auto a = std::make_unique<Active>(Active{std::move(req), std::move(cb), {}, 0, 0, 0, 0});
+  a->seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
   a->tokens = a->req.prompt;
   inbox_.emplace_back(id, std::move(a));
   return id;
@@ -75,7 +77,6 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   ev.status = std::move(st);
   auto cb = std::move(it->second->cb);
   kv_.release(it->second->seq);
-  model_.release_sequence(it->second->seq);
   sched_.remove(id);
   active_.erase(it);
   if (cb) cb(ev);
@@ -94,7 +95,7 @@ bool Engine::step() {
   auto can_admit = [&](uint64_t id) {
     // Room for the prompt plus the blocks every running request may still claim.
     const auto& a = *active_.at(id);
-    return KvCache::blocks_for(static_cast<int64_t>(a.tokens.size()) + 1) <= kv_.free_blocks();
+    return BlockManager::blocks_for(static_cast<int64_t>(a.tokens.size()) + 1) <= kv_.free_blocks();
   };
   auto chunks = sched_.schedule(item, can_admit);
   n_waiting_ = sched_.waiting();
@@ -112,8 +113,12 @@ bool Engine::step() {
     }
     return false;
   }
-  model::Batch batch;
+  // The step plan: tokens, positions, the block tables of the step's sequences.
+  backend::StepPlan plan;
+  backend::LogitsRequest req;
+  req.valid = valid_.get();
   std::vector<uint64_t> logit_owner;  // request of each logits row
+  std::vector<int32_t> step_seqs;
   for (const auto& ch : chunks) {
     Active& a = *active_.at(ch.id);
     Status st = kv_.reserve(a.seq, a.computed + ch.n_tokens);
@@ -121,50 +126,37 @@ bool Engine::step() {
       finish(ch.id, FinishReason::kError, st, {});
       continue;
     }
+    const int32_t row = static_cast<int32_t>(step_seqs.size());
+    step_seqs.push_back(a.seq);
     for (int64_t i = 0; i < ch.n_tokens; ++i) {
-      int64_t pos = a.computed + i;
-      bool last = pos + 1 == static_cast<int64_t>(a.tokens.size());
-      batch.add(a.tokens[pos], static_cast<int32_t>(pos), a.seq, last);
-      if (last) logit_owner.push_back(ch.id);
+      const int64_t pos = a.computed + i;
+      const bool last = pos + 1 == static_cast<int64_t>(a.tokens.size());
+      if (last) {
+        plan.logit_rows.push_back(static_cast<int32_t>(plan.tokens.size()));
+        logit_owner.push_back(ch.id);
+        backend::SampleRow r;
+        r.params = &a.req.sampling;
+        r.prompt = std::span<const int32_t>(a.req.prompt);
+        r.generated = std::span<const int32_t>(a.tokens.data() + a.req.prompt.size(), a.tokens.size() - a.req.prompt.size());
+        r.seed = a.seed;
+        r.step = static_cast<uint64_t>(a.n_generated);
+        req.rows.push_back(r);
+      }
+      plan.tokens.push_back(a.tokens[pos]);
+      plan.positions.push_back(static_cast<int32_t>(pos));
+      plan.seq_row.push_back(row);
     }
   }
-  if (batch.size() == 0) return true;
-  // Device models sample where the logits are: only ids (and top logprobs) cross the bus.
-  // Plain greedy rows take the cheaper greedy kernel.
-  bool device_greedy = model_.has_device_greedy() && !logit_owner.empty();
-  for (uint64_t id : logit_owner) {
-    if (!device_greedy) break;
-    const SamplingParams& p = active_.at(id)->sampler.params();
-    device_greedy = p.temperature == 0.0 && p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 &&
-                    p.frequency_penalty == 0.0 && p.logit_bias.empty() && p.top_logprobs == 0;
+  if (plan.size() == 0) return true;
+  plan.n_seqs = static_cast<int32_t>(step_seqs.size());
+  for (int32_t s : step_seqs) plan.max_blocks = std::max<int32_t>(plan.max_blocks, static_cast<int32_t>(kv_.table(s).size()));
+  plan.block_tables.assign(static_cast<size_t>(plan.n_seqs) * plan.max_blocks, -1);
+  for (int32_t r = 0; r < plan.n_seqs; ++r) {
+    const auto& t = kv_.table(step_seqs[r]);
+    std::copy(t.begin(), t.end(), plan.block_tables.begin() + static_cast<size_t>(r) * plan.max_blocks);
   }
-  const bool device_sample = !device_greedy && model_.has_device_sampler() && !logit_owner.empty();
-  std::vector<float> logits;
-  std::vector<int32_t> greedy_ids;
-  std::vector<float> greedy_lp;
-  std::vector<model::DeviceSampleResult> sampled;
-  Status st;
-  if (device_greedy) {
-    st = model_.forward_greedy(batch, kv_, valid_.get(), greedy_ids, greedy_lp, opts_.forward);
-  } else if (device_sample) {
-    std::vector<model::DeviceSampleRow> rows;
-    rows.reserve(logit_owner.size());
-    for (uint64_t id : logit_owner) {
-      const Active& a = *active_.at(id);
-      model::DeviceSampleRow r;
-      r.params = &a.sampler.params();
-      r.prompt = a.req.prompt.data();
-      r.n_prompt = a.req.prompt.size();
-      r.generated = a.tokens.data() + a.req.prompt.size();
-      r.n_generated = a.tokens.size() - a.req.prompt.size();
-      r.seed = a.device_seed;
-      r.step = static_cast<uint64_t>(a.n_generated);
-      rows.push_back(r);
-    }
-    st = model_.forward_sample(batch, kv_, valid_.get(), rows, sampled, opts_.forward);
-  } else {
-    st = model_.forward(batch, kv_, logits, opts_.forward);
-  }
+  backend::StepResult result;
+  Status st = model_.step(plan, req, opts_.forward, result);
   if (!st.ok()) {
     std::set<uint64_t> ids;
     for (const auto& ch : chunks) ids.insert(ch.id);
@@ -173,32 +165,15 @@ bool Engine::step() {
   }
   for (const auto& ch : chunks)
     if (auto it = active_.find(ch.id); it != active_.end()) it->second->computed += ch.n_tokens;
-  const int64_t rows = model_.head_rows();
   for (size_t r = 0; r < logit_owner.size(); ++r) {
     const uint64_t id = logit_owner[r];
     auto it = active_.find(id);
     if (it == active_.end()) continue;
     Active& a = *it->second;
     Result<SampleResult> res = SampleResult{};
-    if (device_greedy) {
-      if (greedy_ids[r] < 0)
-        res = error(ErrorCode::kNumericalError, "non-finite logits (NaN/Inf) among the valid ids");
-      else
-        res = SampleResult{greedy_ids[r], greedy_lp[r], {}};
-    } else if (device_sample) {
-      auto& d = sampled[r];
-      if (d.status == 1)
-        res = error(ErrorCode::kNumericalError, "non-finite logits (NaN/Inf) among the valid ids");
-      else if (d.status != 0 || d.id < 0)
-        res = error(ErrorCode::kInternal, "no valid token to sample");
-      else
-        res = SampleResult{d.id, d.logprob, std::move(d.top)};
-    } else {
-      std::span<float> row(logits.data() + r * rows, rows);
-      std::span<const int32_t> prompt(a.req.prompt);
-      std::span<const int32_t> gen(a.tokens.data() + a.req.prompt.size(), a.tokens.size() - a.req.prompt.size());
-      res = a.sampler.sample(row, prompt, gen);
-    }
+    if (r >= result.rows.size()) res = error(ErrorCode::kInternal, "the backend returned no sample for a row");
+    else if (!result.rows[r].status.ok()) res = result.rows[r].status;
+    else res = std::move(result.rows[r].sample);
     if (!res.ok()) {
       Status err = res.status();
       if (err.code() == ErrorCode::kNumericalError)

@@ -1,4 +1,5 @@
-// The step loop: scheduler + model + KV cache + samplers. Driven by one thread (the
+// The step loop: scheduler + block manager -> a step plan -> the model (forward and the
+// logits chain on its backend) -> stop checks. Driven by one thread (the
 // CLI's, or the server's engine thread); requests come and go between steps.
 #pragma once
 #include <atomic>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/kv_cache.h"
+#include "engine/block_manager.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -42,7 +43,7 @@ struct EngineOptions {
   SchedulerLimits limits;
   int64_t ctx_size = 4096;        // max tokens per sequence (prompt + generated)
   int64_t kv_blocks = 0;          // 0: ctx_size * max_batch worth
-  model::ForwardOptions forward;
+  backend::StepOptions forward;
 };
 
 class Engine {
@@ -60,19 +61,20 @@ class Engine {
 
   size_t waiting() const;
   size_t running() const;
-  const KvCache& kv() const { return kv_; }
+  const BlockManager& kv() const { return kv_; }
+  // Why the engine cannot run (the backend could not allocate its KV pool), or ok.
+  const Status& init_status() const { return init_; }
   const EngineOptions& options() const { return opts_; }
 
  private:
   struct Active {
     GenerationRequest req;
     Callback cb;
-    Sampler sampler;
     std::vector<int32_t> tokens;  // prompt + generated
     int64_t computed = 0;
     int64_t n_generated = 0;
     int32_t seq = 0;
-    uint64_t device_seed = 0;  // device sampler: the request's seed (or a random one)
+    uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
   };
   void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
   void drain_inbox();
@@ -80,7 +82,8 @@ class Engine {
   model::Model& model_;
   std::shared_ptr<const std::vector<uint8_t>> valid_;
   EngineOptions opts_;
-  KvCache kv_;
+  BlockManager kv_;
+  Status init_;
   Scheduler sched_;
   std::map<uint64_t, std::unique_ptr<Active>> active_;
   int32_t next_seq_ = 0;

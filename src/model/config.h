@@ -46,6 +46,7 @@ struct ModelConfig {
   double final_logit_softcap = 0.0, attn_logit_softcap = 0.0;
   int64_t sliding_window = 0;
   std::vector<bool> layer_sliding;  // per layer; empty = none sliding
+  bool fp16_overflow_prone = false;  // activations overflow float16 (Gemma): the audit warns on f16 weights
   // Special ids as the model config declares them (the audit compares sources).
   std::vector<int64_t> eos_ids, gen_eos_ids;
   std::optional<int64_t> bos_id, pad_id, gen_bos_id, gen_pad_id;

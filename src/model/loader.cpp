@@ -1,6 +1,8 @@
 // Model loading from HF directories and GGUF files.
 #include "model/loader.h"
 
+#include "model/binder.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -100,7 +102,8 @@ static Result<LoadedModel> load_hf_dir(const std::string& dir) {
   ws->keep(st);
   BALLAST_RETURN_IF_ERROR(check_required(*spec, mc, *ws));
   lm.arch_key = spec->key;
-  BALLAST_ASSIGN_OR_RETURN(lm.model, spec->create(std::move(mc), ws));
+  lm.weights = ws;
+  lm.model = spec->create(std::move(mc));
   return lm;
 }
 
@@ -139,7 +142,8 @@ static Result<LoadedModel> load_gguf(const std::string& path) {
     if (const Weight* e = ws->find("model.embed_tokens.weight"); e && !e->shape.empty()) mc.vocab_size = e->shape[0];
   BALLAST_RETURN_IF_ERROR(check_required(*spec, mc, *ws));
   lm.arch_key = spec->key;
-  BALLAST_ASSIGN_OR_RETURN(lm.model, spec->create(std::move(mc), ws));
+  lm.weights = ws;
+  lm.model = spec->create(std::move(mc));
   return lm;
 }
 
@@ -148,6 +152,17 @@ Result<LoadedModel> load_model(const std::string& path) {
   if (fs::is_directory(path, ec)) return load_hf_dir(path);
   if (!fs::exists(path, ec)) return error(ErrorCode::kNotFound, path + ": no such file or directory");
   return load_gguf(path);
+}
+
+}  // namespace ballast::model
+
+namespace ballast::model {
+
+Status bind_model(LoadedModel& lm, std::shared_ptr<backend::Backend> be) {
+  Binder b(lm.weights, *be);
+  BALLAST_RETURN_IF_ERROR(lm.model->bind(b));
+  lm.model->set_backend(std::move(be));
+  return Status();
 }
 
 }  // namespace ballast::model

@@ -8,13 +8,15 @@
 
 #include "core/status.h"
 #include "model/model.h"
+#include "model/weights.h"
 
 namespace ballast::io { class GgufFile; }
 
 namespace ballast::model {
 
 struct LoadedModel {
-  std::unique_ptr<Model> model;
+  std::unique_ptr<Model> model;          // created at load; bound by bind_model
+  std::shared_ptr<WeightSet> weights;     // by HF name (null for random presets)
   std::string path;
   bool is_gguf = false;
   std::shared_ptr<io::GgufFile> gguf;     // set for GGUF files (tokenizer, metadata)
@@ -26,7 +28,10 @@ struct LoadedModel {
 // Reads a JSON file; errors name the file.
 Result<nlohmann::json> read_json_file(const std::string& path);
 
+// Reads config and maps weights; the model is created but not yet bound to a backend.
 Result<LoadedModel> load_model(const std::string& path);
+// Uploads the weights onto `be` through the architecture's bind() and attaches it.
+Status bind_model(LoadedModel& lm, std::shared_ptr<backend::Backend> be);
 
 // Maps a GGUF tensor name onto an HF name with an architecture's binding table;
 // empty when no binding matches.

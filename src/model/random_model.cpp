@@ -78,18 +78,6 @@ std::vector<RandomPreset> presets() {
   return v;
 }
 
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-bool ends_with(const std::string& s, const char* suf) {
-  const size_t n = std::strlen(suf);
-  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
-}
-
 }  // namespace
 
 bool is_random_model_path(const std::string& path) { return path.rfind("random:", 0) == 0; }
@@ -114,47 +102,15 @@ Result<RandomPreset> random_preset(const std::string& path) {
   return error(ErrorCode::kNotFound, "--model " + path + ": unknown random preset '" + name + "' (known: " + known + ")");
 }
 
-Result<LoadedModel> load_random_cpu(const RandomPreset& p, uint64_t seed) {
-  const ModelConfig& c = p.cfg;
+Result<LoadedModel> load_random(const RandomPreset& p) {
   const ArchSpec* spec = nullptr;
   for (const ArchSpec* s : registry())
-    if (s->key == c.arch) spec = s;
-  if (!spec) return error(ErrorCode::kInternal, "random preset: architecture '" + c.arch + "' not registered");
-  const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-  auto shape_of = [&](const std::string& n) -> std::vector<int64_t> {
-    if (n == "model.embed_tokens.weight" || n == "lm_head.weight") return {p.rows, H};
-    if (ends_with(n, "q_proj.weight")) return {qd, H};
-    if (ends_with(n, "k_proj.weight") || ends_with(n, "v_proj.weight")) return {kd, H};
-    if (ends_with(n, "o_proj.weight")) return {H, qd};
-    if (ends_with(n, "gate_proj.weight") || ends_with(n, "up_proj.weight")) return {c.ffn, H};
-    if (ends_with(n, "down_proj.weight")) return {H, c.ffn};
-    if (ends_with(n, "q_norm.weight") || ends_with(n, "k_norm.weight")) return {c.head_dim};
-    if (ends_with(n, "q_proj.bias")) return {qd};
-    if (ends_with(n, "k_proj.bias") || ends_with(n, "v_proj.bias")) return {kd};
-    return {H};  // layer norms, final norm
-  };
-  auto ws = std::make_shared<WeightSet>();
-  ws->origin = "random:" + p.name;
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> uni(-0.02f * std::sqrt(3.0f), 0.02f * std::sqrt(3.0f));
-  for (const std::string& name : spec->required_tensors(c)) {
-    Weight w;
-    w.name = w.stored_as = name;
-    w.dtype = DType::kBF16;
-    w.shape = shape_of(name);
-    const int64_t n = w.n_elements();
-    auto buf = std::make_shared<std::vector<uint16_t>>(n);
-    const bool norm = ends_with(name, "norm.weight");
-    const uint16_t one = to_bf16(static_cast<float>(1.0 - c.norm_offset));
-    for (int64_t i = 0; i < n; ++i) (*buf)[i] = norm ? one : to_bf16(uni(rng));
-    w.data = reinterpret_cast<const uint8_t*>(buf->data());
-    ws->keep(buf);
-    ws->add(std::move(w));
-  }
+    if (s->key == p.cfg.arch) spec = s;
+  if (!spec) return error(ErrorCode::kInternal, "random preset: architecture '" + p.cfg.arch + "' not registered");
   LoadedModel lm;
   lm.path = "random:" + p.name;
-  lm.arch_key = c.arch;
-  BALLAST_ASSIGN_OR_RETURN(lm.model, spec->create(c, ws));
+  lm.arch_key = p.cfg.arch;
+  lm.model = spec->create(p.cfg);
   return lm;
 }
 

@@ -24,8 +24,9 @@ bool is_random_model_path(const std::string& path);
 // "random:llama-3.2-1b" -> preset; error lists the known presets.
 Result<RandomPreset> random_preset(const std::string& path);
 std::vector<std::string> random_preset_names();
-// Host-side random weights through the architecture's CPU implementation.
-Result<LoadedModel> load_random_cpu(const RandomPreset& p, uint64_t seed);
+// The preset's model, unbound: bind it with a random-mode Binder (weights are made by
+// the backend: on the device for CUDA).
+Result<LoadedModel> load_random(const RandomPreset& p);
 // tokenizer.json content for a random model of `rows` rows.
 nlohmann::json random_tokenizer_json(int64_t rows);
 

@@ -32,7 +32,7 @@ struct ArchSpec {
   std::vector<GgufBinding> gguf_bindings;
   // Names of every tensor the config requires (used for completeness tests and errors).
   std::vector<std::string> (*required_tensors)(const ModelConfig& cfg);
-  Result<std::unique_ptr<Model>> (*create)(ModelConfig cfg, std::shared_ptr<WeightSet> ws);
+  std::unique_ptr<Model> (*create)(ModelConfig cfg);  // unbound; Model::bind uploads
 };
 
 const std::vector<const ArchSpec*>& registry();

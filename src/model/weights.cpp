@@ -1,7 +1,7 @@
 // WeightSet lookups with shape checks.
 #include "model/weights.h"
 
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 
 namespace ballast::model {
 
@@ -11,14 +11,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-cpu::WeightView Weight::view() const {
-  cpu::WeightView v;
-  v.dtype = dtype;
-  v.rows = shape.empty() ? 1 : shape[0];
-  v.cols = v.rows ? n_elements() / v.rows : 0;
-  v.data = data;
-  return v;
-}
+
+size_t Weight::row_bytes() const { return ballast::row_bytes(dtype, static_cast<uint64_t>(cols())).value_or(0); }
 
 const Weight* WeightSet::find(const std::string& name) const {
   auto it = weights_.find(name);
@@ -38,8 +32,33 @@ Result<const Weight*> WeightSet::get(const std::string& name, std::vector<int64_
 Result<std::vector<float>> WeightSet::get_f32(const std::string& name, int64_t n) const {
   BALLAST_ASSIGN_OR_RETURN(const Weight* w, get(name, {n}));
   std::vector<float> out(n);
-  cpu::dequantize_row(w->dtype, w->data, out.data(), n);
+  ballast::dequantize_row(w->dtype, w->data, out.data(), n);
   return out;
+}
+
+Status WeightSet::grow_rows(const std::string& name, int64_t new_rows) {
+  const Weight* w = find(name);
+  if (!w) return error(ErrorCode::kNotFound, origin + ": tensor '" + name + "' missing");
+  if (w->shape.size() != 2) return error(ErrorCode::kFormatError, origin + ": tensor '" + name + "' is not a matrix");
+  const int64_t rows = w->shape[0], cols = w->shape[1];
+  if (new_rows <= rows) return Status();
+  auto buf = std::make_shared<std::vector<float>>(static_cast<size_t>(new_rows * cols));
+  std::vector<double> mean(cols, 0.0);
+  const size_t rb = row_bytes(w->dtype, static_cast<uint64_t>(cols)).value_or(0);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = buf->data() + r * cols;
+    ballast::dequantize_row(w->dtype, w->data + r * rb, row, cols);
+    for (int64_t c = 0; c < cols; ++c) mean[c] += row[c];
+  }
+  for (int64_t r = rows; r < new_rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) (*buf)[r * cols + c] = static_cast<float>(mean[c] / rows);
+  Weight nw = *w;
+  nw.dtype = DType::kF32;
+  nw.shape = {new_rows, cols};
+  nw.data = reinterpret_cast<const uint8_t*>(buf->data());
+  keep(buf);
+  add(std::move(nw));
+  return Status();
 }
 
 }  // namespace ballast::model

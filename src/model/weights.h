@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/matmul.h"
 #include "core/dtype.h"
 #include "core/status.h"
 
@@ -25,7 +24,10 @@ struct Weight {
     return n;
   }
   // As a matrix: rows = shape[0], cols = product of the rest.
-  cpu::WeightView view() const;
+  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
+  int64_t cols() const { return rows() ? n_elements() / rows() : 0; }
+  size_t row_bytes() const;
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
 };
 
 class WeightSet {
@@ -37,6 +39,9 @@ class WeightSet {
   // A vector (norm weight, bias) converted to f32.
   Result<std::vector<float>> get_f32(const std::string& name, int64_t n) const;
   const std::map<std::string, Weight>& all() const { return weights_; }
+  // Replaces `name` (rows, cols) with an owned f32 copy grown to new_rows; new rows are
+  // the mean of the existing rows (--resize-embeddings).
+  Status grow_rows(const std::string& name, int64_t new_rows);
   // Keeps memory alive that weights point into (mmaps, owned buffers).
   void keep(std::shared_ptr<const void> p) { keepalive_.push_back(std::move(p)); }
   std::string origin;            // file or directory the weights came from

@@ -2,9 +2,9 @@
 #include "runtime/runtime.h"
 
 #include "core/log.h"
-#include "backend/cuda/cuda_model.h"
 #include "backend/cpu/matmul.h"
 #include "io/gguf.h"
+#include "model/binder.h"
 #include "model/random_model.h"
 
 namespace ballast::runtime {
@@ -24,32 +24,38 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts) {
   if (opts.model.empty()) return error(ErrorCode::kInvalidArgument, "option --model is required");
   if (opts.device != "cpu" && opts.device != "cuda")
     return error(ErrorCode::kInvalidArgument, "--device: unknown value '" + opts.device + "' (cpu, cuda)");
-  cuda::CudaModelOptions co;
-  co.debug_sync = opts.debug_sync;
-  if (model::is_random_model_path(opts.model)) {
-    BALLAST_ASSIGN_OR_RETURN(auto preset, model::random_preset(opts.model));
+  rt->pool = std::make_shared<ThreadPool>(opts.threads);
+  backend::BackendOptions bo;
+  bo.debug_sync = opts.debug_sync;
+  // One backend per binding: --resize-embeddings binds again on a fresh one.
+  auto make_backend = [&]() -> Result<std::shared_ptr<backend::Backend>> {
     if (opts.device == "cuda") {
-      rt->lm.path = opts.model;
-      rt->lm.arch_key = preset.cfg.arch;
-      BALLAST_ASSIGN_OR_RETURN(rt->lm.model, cuda::create_random_cuda_model(preset.cfg, preset.rows, 1234, co));
-    } else {
-      BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_random_cpu(preset, 1234));
+      BALLAST_ASSIGN_OR_RETURN(auto b, backend::create_cuda_backend(bo));
+      return std::shared_ptr<backend::Backend>(std::move(b));
     }
+    return std::shared_ptr<backend::Backend>(backend::create_cpu_backend(bo, rt->pool));
+  };
+  const bool random = model::is_random_model_path(opts.model);
+  model::RandomPreset preset;
+  auto bind = [&]() -> Status {
+    BALLAST_ASSIGN_OR_RETURN(auto be, make_backend());
+    if (!random) return model::bind_model(rt->lm, std::move(be));
+    model::Binder b(*be, 1234, preset.rows);
+    BALLAST_RETURN_IF_ERROR(rt->lm.model->bind(b));
+    rt->lm.model->set_backend(std::move(be));
+    return Status();
+  };
+  if (random) {
+    BALLAST_ASSIGN_OR_RETURN(preset, model::random_preset(opts.model));
+    BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_random(preset));
   } else {
     BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_model(opts.model));
-    if (opts.device == "cuda") {
-      // The CPU model keeps the mapped weights alive while they are uploaded.
-      std::shared_ptr<model::Model> cpu_model(std::move(rt->lm.model));
-      std::shared_ptr<const model::WeightSet> ws(cpu_model, &cpu_model->weights());
-      BALLAST_ASSIGN_OR_RETURN(rt->lm.model, cuda::create_cuda_model(cpu_model->config(), ws, co));
-    }
   }
+  BALLAST_RETURN_IF_ERROR(bind());
   // Default: dequantize weights and multiply in fp32 (matches transformers to ~1e-4).
   // --fast-matmul: 8-bit activations and integer dot products for decode (llama.cpp's
   // scheme; ~1.5x faster decode, logprobs drift by ~0.1).
   cpu::set_matmul_gemm_min_tokens(opts.fast_matmul ? 0 : 1);
-  rt->pool = std::make_shared<ThreadPool>(opts.threads);
-  rt->lm.model->set_pool(rt->pool);
   BALLAST_ASSIGN_OR_RETURN(rt->tok, load_tokenizer_for(rt->lm, opts.tokenizer));
   auto& m = *rt->lm.model;
   if (opts.resize_embeddings && rt->tok->size() > m.embedding_rows()) {
@@ -57,7 +63,10 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts) {
               "--resize-embeddings: growing embedding" + std::string(m.tied() ? "" : " and LM head") + " from " +
                   std::to_string(m.embedding_rows()) + " to " + std::to_string(rt->tok->size()) +
                   " rows; new rows are the mean of the existing rows and carry no trained meaning");
-    BALLAST_RETURN_IF_ERROR(m.resize_embeddings(rt->tok->size()));
+    if (!rt->lm.weights)
+      return error(ErrorCode::kUnsupported, "--resize-embeddings needs weights from a file (not a random preset)");
+    BALLAST_RETURN_IF_ERROR(m.grow_embeddings(*rt->lm.weights, rt->tok->size()));
+    BALLAST_RETURN_IF_ERROR(bind());
   }
   vocab::AuditOptions ao;
   ao.strict = opts.strict_vocab;
@@ -109,6 +118,7 @@ Result<GenerationOutput> generate_sync(Runtime& rt, engine::GenerationRequest re
   eo.limits.max_batch = 1;
   eo.forward.check_numerics = rt.opts.check_numerics;
   engine::Engine eng(rt.model(), rt.audit.valid, eo);
+  BALLAST_RETURN_IF_ERROR(eng.init_status());
   GenerationOutput out;
   Status failure;
   bool done = false;

@@ -160,9 +160,9 @@ Result<VocabAudit> audit(const model::LoadedModel& lm, tokenizer::Tokenizer& tok
   const auto& s = tok.settings();
   a.add_bos = s.add_bos_token.value_or(false);
   if (s.bos_id && a.is_valid(*s.bos_id)) a.bos_id = *s.bos_id;
-  if (m.config().arch == "gemma3") {
+  if (m.config().fp16_overflow_prone && lm.weights) {
     bool f16 = false;
-    for (const auto& [n, w] : m.weights().all()) f16 |= w.dtype == DType::kF16;
+    for (const auto& [n, w] : lm.weights->all()) f16 |= w.dtype == DType::kF16;
     if (f16)
       a.findings.push_back({"dtype.fp16_overflow_risk", Severity::kWarning,
                             "Gemma activations overflow float16; weights are stored as float16",

@@ -32,14 +32,19 @@ Span span_of(int64_t pos, const AttentionParams& p) {
 
 // Heads [h0, h0 + group) of query q_i (all reading kv head `g`) over keys [lo, hi]:
 // writes each head's partial state (unnormalized acc, max, sum).
-void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_stride, int64_t g,
-                  int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
+// Cache row of position t: paged through the block table (16 positions a block) or linear.
+inline int64_t cache_row(const int32_t* blocks, int64_t t) {
+  return blocks ? static_cast<int64_t>(blocks[t >> 4]) * 16 + (t & 15) : t;
+}
+
+void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+                  int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
                   Partial* parts, std::vector<float>& scores) {
   const int64_t d = p.head_dim, n = hi - lo + 1;
   scores.resize(group * n);
   const float* kb = k + g * d;
   for (int64_t t = 0; t < n; ++t) {
-    const float* kr = kb + (lo + t) * kv_stride;  // one K row serves all heads of the group
+    const float* kr = kb + cache_row(blocks, lo + t) * kv_stride;  // one K row serves all heads of the group
     for (int64_t j = 0; j < group; ++j) scores[j * n + t] = p.scale * dot_f32(q_i + (h0 + j) * d, kr, d);
   }
   for (int64_t j = 0; j < group; ++j) {
@@ -54,7 +59,7 @@ void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_s
   }
   const float* vb = v + g * d;
   for (int64_t t = 0; t < n; ++t) {
-    const float* vr = vb + (lo + t) * kv_stride;
+    const float* vr = vb + cache_row(blocks, lo + t) * kv_stride;
     for (int64_t j = 0; j < group; ++j) axpy(parts[j].acc, scores[j * n + t], vr, d);
   }
 }
@@ -62,7 +67,7 @@ void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_s
 }  // namespace
 
 void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
-               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool) {
+               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const int64_t longest = [&] {
     int64_t m = 0;
@@ -88,7 +93,7 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
       if (n_chunks == 1) {
         // Whole span in one chunk: normalize straight into out.
         for (int64_t j = 0; j < group; ++j) parts[j].acc = out + (i * p.n_heads + g * group + j) * d;
-        attend_chunk(q_i, k, v, kv_stride, g, g * group, group, lo, hi, p, parts.data(), scores);
+        attend_chunk(q_i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
         for (int64_t j = 0; j < group; ++j) scale(parts[j].acc, 1.f / parts[j].sum, d);
         continue;
       }
@@ -101,7 +106,7 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
         }
         continue;
       }
-      attend_chunk(q_i, k, v, kv_stride, g, g * group, group, lo, hi, p, parts.data(), scores);
+      attend_chunk(q_i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
       for (int64_t j = 0; j < group; ++j) {
         st[j * (d + 2)] = parts[j].max;
         st[j * (d + 2) + 1] = parts[j].sum;

@@ -10,7 +10,7 @@
 
 #include "backend/cpu/dot_kernels.h"
 #include "backend/cpu/matmul.h"
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "core/thread_pool.h"
 
 namespace ballast::cpu {

@@ -12,7 +12,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "backend/cpu/simd.h"
 
 namespace ballast::cpu {

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "backend/cpu/quant_blocks.h"
+#include "core/quant_blocks.h"
 #include "core/dtype.h"
 
 namespace ballast::cpu {

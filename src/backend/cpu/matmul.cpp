@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "backend/cpu/dot_kernels.h"
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "backend/cpu/simd.h"
 
 namespace ballast::cpu {

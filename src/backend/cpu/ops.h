@@ -63,8 +63,11 @@ struct AttentionParams {
 // k,v: (>= q_pos0 + n_q rows, n_kv_heads * head_dim) with row stride kv_stride floats;
 //      row t holds position t.
 // out: (n_q, n_heads, head_dim). Query at p sees rows [max(0, p - window + 1), p].
+// blocks: a paged cache's block table (position t at row blocks[t / 16] * 16 + t % 16),
+// or null (row t holds position t).
 // pool may be null (serial); parallel over (query, head).
 void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
-               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool);
+               int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool,
+               const int32_t* blocks = nullptr);
 
 }  // namespace ballast::cpu

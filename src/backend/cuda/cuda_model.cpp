@@ -12,7 +12,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/qkv_post.h"
 #include "backend/cuda/sampling_kernels.h"

@@ -94,6 +94,11 @@ __global__ void __launch_bounds__(256) k_gemv(GemvArgs a) {
     }
     __syncthreads();
     X = xs;
+    if (a.xs_out) {  // every block holds all n rows: block b stores slice b of them
+      const int64_t total = static_cast<int64_t>(n) * K, per = (total + gridDim.x - 1) / gridDim.x;
+      const int64_t lo = static_cast<int64_t>(blockIdx.x) * per, hi = min(total, lo + per);
+      for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) a.xs_out[i] = xs[i];
+    }
   }
   const uint4* w[R];
   w[0] = reinterpret_cast<const uint4*>(a.W + static_cast<int64_t>(active ? row : 0) * K);

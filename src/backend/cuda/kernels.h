@@ -26,6 +26,7 @@ __device__ __forceinline__ void allow_dependents() {
 struct ErrorFlags {
   int bad_token;      // embedding: ids outside [0, rows) (row written as zeros)
   int bad_kv_slot;    // rope/kv write or attention: a block table entry out of range
+  int bad_position;   // embed_positions: a position outside the learned table (row written as zeros)
 };
 
 // Launch bookkeeping: in debug-sync mode every launch synchronizes and names the kernel.
@@ -123,6 +124,8 @@ struct GemvArgs {
   int n;
   void* Y;
   int wpr = 1;  // warps per output row: set by gemv_small
+  bf16* xs_out = nullptr;  // (n, K) or null: with xf, also store the normalized rows (the grid's
+                           // blocks write disjoint slices), so a lazily normed tensor is materialized
 };
 // false (nothing launched) when n or K are outside what the GEMV handles.
 bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s);

@@ -29,16 +29,30 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // then k heads, then v heads, so head h starts at column h * hd. Lane l of the warp owning a
 // head holds rope pairs j = l + 32 k (k < kMaxPairs, j < hd/2) as two fp32 registers:
 // elements (j, j + hd/2) rotate-half, (2j, 2j+1) interleaved. v heads use the same mapping
-// (bias only). Shared cos/sin: (hd/2) for pos[t], from a double angle as the CPU does.
+// (bias only). Shared cos/sin: (rot/2) for pos[t], from a double angle as the CPU does.
+// Partial rotary (rot < hd): pairs j < rot/2 rotate as above within the first rot dims;
+// the remaining pairs cover dims rot.. two by two and are not rotated. No rope table:
+// rot = 0, nothing rotates (the pairing then only serves the norm and the copy).
+__device__ __forceinline__ void pair_index(const QkvPostArgs& a, int j, int rot_half, int& i0, int& i1) {
+  if (a.interleaved || j >= rot_half) {
+    i0 = a.interleaved ? 2 * j : 2 * rot_half + 2 * (j - rot_half);
+    i1 = i0 + 1;
+  } else {
+    i0 = j;
+    i1 = j + rot_half;
+  }
+}
+
 __global__ void k_qkv_post(QkvPostArgs a) {
   allow_dependents();
   __shared__ float cs[kMaxPairs * 32], sn[kMaxPairs * 32];
   const int t = blockIdx.x;
   const int hd = a.hd, half = hd / 2;
+  const int rot_half = a.inv_freq ? (a.rot_dims > 0 ? a.rot_dims / 2 : half) : 0;
   const int width = (a.n_heads + 2 * a.n_kv) * hd;  // qd + 2 kd
   bf16* row = a.qkv + static_cast<int64_t>(t) * width;
   const double p = static_cast<double>(a.pos[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+  for (int i = threadIdx.x; i < rot_half; i += blockDim.x) {
     double sd, cd;
     sincos(p * static_cast<double>(a.inv_freq[i]), &sd, &cd);
     cs[i] = static_cast<float>(cd);
@@ -62,7 +76,8 @@ __global__ void k_qkv_post(QkvPostArgs a) {
       const int j = lane + 32 * k;
       x0[k] = x1[k] = 0.0f;
       if (j < half) {
-        const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+        int i0, i1;
+        pair_index(a, j, rot_half, i0, i1);
         x0[k] = __bfloat162float(row[col0 + i0]);
         x1[k] = __bfloat162float(row[col0 + i1]);
         if (a.bias) {
@@ -81,7 +96,8 @@ __global__ void k_qkv_post(QkvPostArgs a) {
       for (int k = 0; k < kMaxPairs; ++k) {
         const int j = lane + 32 * k;
         if (j < half) {
-          const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+          int i0, i1;
+          pair_index(a, j, rot_half, i0, i1);
           x0[k] = x0[k] * inv * (a.norm_offset + nw[i0]);
           x1[k] = x1[k] * inv * (a.norm_offset + nw[i1]);
         }
@@ -96,9 +112,10 @@ __global__ void k_qkv_post(QkvPostArgs a) {
     for (int k = 0; k < kMaxPairs; ++k) {
       const int j = lane + 32 * k;
       if (j < half) {
-        const int i0 = a.interleaved ? 2 * j : j, i1 = a.interleaved ? 2 * j + 1 : j + half;
+        int i0, i1;
+        pair_index(a, j, rot_half, i0, i1);
         float y0 = x0[k], y1 = x1[k];
-        if (kind != 2) {
+        if (kind != 2 && j < rot_half) {
           const float c = cs[j], s = sn[j];
           y0 = x0[k] * c - x1[k] * s;
           y1 = x0[k] * s + x1[k] * c;

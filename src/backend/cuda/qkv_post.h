@@ -19,12 +19,15 @@ struct QkvPostArgs {
   const float* k_norm;     // (hd) or null
   float eps, norm_offset;
   const int32_t* pos;      // (n) positions
-  const float* inv_freq;   // (hd/2) rope inverse frequencies (per layer: Gemma 3 local/global bases differ)
+  const float* inv_freq;   // (rot_dims/2) rope inverse frequencies, or null: no rotation (learned / relative positions)
   bool interleaved;        // rope layout: false = rotate-half (HF), true = interleaved pairs (GGML)
   const int32_t* slot;     // (n) cache slot of each token
   int64_t n_slots;         // blocks*16: slots outside [0, n_slots) are skipped and counted in flags->bad_kv_slot
   bf16* k_cache; bf16* v_cache;  // per layer (blocks, n_kv, 16, hd); slot = block*16 + offset
   ErrorFlags* flags;
+  int rot_dims = 0;        // rotated dims of each head (even, <= hd); 0: all hd. Partial rotary (NeoX
+                           // style): rotate-half pairs (j, j + rot_dims/2) or interleaved pairs (2j, 2j+1)
+                           // over the first rot_dims dims; the rest pass through.
 };
 // Per token, in fp32 and rounded to bf16 once: x += bias; q, k: x = rmsnorm(x) * (offset + w)
 // per head; q, k rotated at pos[t]. q (and the processed k, v) are written back into qkv;

@@ -13,9 +13,9 @@ namespace {
 
 
 struct GemmaLayer {
-  const Weight *q, *k, *v, *o, *gate, *up, *down;
+  backend::WeightId qkv, o, gate_up, down;  // (qd + 2kd, H), (H, qd), (2F, H), (H, F)
   // Norm weights with the norm offset already added: (offset + w).
-  std::vector<float> ln_in, ln_post_attn, ln_pre_ffw, ln_post_ffw, q_norm, k_norm;
+  backend::WeightId ln_in, ln_post_attn, ln_pre_ffw, ln_post_ffw, q_norm, k_norm;
   bool sliding = false;
 };
 
@@ -23,94 +23,70 @@ class Gemma3Model : public DecoderModel {
  public:
   using DecoderModel::DecoderModel;
 
-  Result<std::vector<float>> norm(const std::string& name, int64_t n) {
-    BALLAST_ASSIGN_OR_RETURN(auto w, ws_->get_f32(name, n));
-    for (auto& x : w) x = static_cast<float>(x + cfg_.norm_offset);
-    return w;
-  }
-
-  Status init() override {
+  Status bind(Binder& b) override {
     const auto& c = cfg_;
     const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    BALLAST_RETURN_IF_ERROR(bind_embeddings());
-    BALLAST_ASSIGN_OR_RETURN(final_norm_, norm("model.norm.weight", H));
+    const float off = static_cast<float>(c.norm_offset), one = 1.0f - off;  // random norms: offset + w = 1
+    BALLAST_RETURN_IF_ERROR(bind_embeddings(b, "model.embed_tokens.weight", "lm_head.weight"));
+    BALLAST_ASSIGN_OR_RETURN(final_norm_, b.vector("model.norm.weight", H, off, one));
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       auto& ly = layers_[l];
-      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(layer_name(l, "self_attn.q_proj.weight"), {qd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(layer_name(l, "self_attn.k_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(layer_name(l, "self_attn.v_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(layer_name(l, "self_attn.o_proj.weight"), {H, qd}));
-      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(layer_name(l, "mlp.gate_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(layer_name(l, "mlp.up_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(layer_name(l, "mlp.down_proj.weight"), {H, c.ffn}));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_in, norm(layer_name(l, "input_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_attn, norm(layer_name(l, "post_attention_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_pre_ffw, norm(layer_name(l, "pre_feedforward_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_ffw, norm(layer_name(l, "post_feedforward_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.q_norm, norm(layer_name(l, "self_attn.q_norm.weight"), c.head_dim));
-      BALLAST_ASSIGN_OR_RETURN(ly.k_norm, norm(layer_name(l, "self_attn.k_norm.weight"), c.head_dim));
+      BALLAST_ASSIGN_OR_RETURN(ly.qkv, b.matrix({{layer_name(l, "self_attn.q_proj.weight"), qd},
+                                                 {layer_name(l, "self_attn.k_proj.weight"), kd},
+                                                 {layer_name(l, "self_attn.v_proj.weight"), kd}}, H));
+      BALLAST_ASSIGN_OR_RETURN(ly.o, b.matrix(layer_name(l, "self_attn.o_proj.weight"), H, qd));
+      BALLAST_ASSIGN_OR_RETURN(ly.gate_up, b.matrix({{layer_name(l, "mlp.gate_proj.weight"), c.ffn},
+                                                     {layer_name(l, "mlp.up_proj.weight"), c.ffn}}, H));
+      BALLAST_ASSIGN_OR_RETURN(ly.down, b.matrix(layer_name(l, "mlp.down_proj.weight"), H, c.ffn));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_in, b.vector(layer_name(l, "input_layernorm.weight"), H, off, one));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_attn, b.vector(layer_name(l, "post_attention_layernorm.weight"), H, off, one));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_pre_ffw, b.vector(layer_name(l, "pre_feedforward_layernorm.weight"), H, off, one));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln_post_ffw, b.vector(layer_name(l, "post_feedforward_layernorm.weight"), H, off, one));
+      BALLAST_ASSIGN_OR_RETURN(ly.q_norm, b.vector(layer_name(l, "self_attn.q_norm.weight"), c.head_dim, off, one));
+      BALLAST_ASSIGN_OR_RETURN(ly.k_norm, b.vector(layer_name(l, "self_attn.k_norm.weight"), c.head_dim, off, one));
       ly.sliding = l < static_cast<int64_t>(c.layer_sliding.size()) && c.layer_sliding[l];
     }
-    inv_freq_global_ = rope_inv_freq(c.rope, c.head_dim);
-    inv_freq_local_ = rope_inv_freq(c.rope_local, c.head_dim);
+    BALLAST_ASSIGN_OR_RETURN(rope_global_, b.backend().add_rope(rope_inv_freq(c.rope, c.head_dim)));
+    BALLAST_ASSIGN_OR_RETURN(rope_local_, b.backend().add_rope(rope_inv_freq(c.rope_local, c.head_dim)));
     return Status();
   }
 
-  Status forward(const Batch& b, engine::KvCache& kv, std::vector<float>& logits,
-                 const ForwardOptions& opts) override {
+  Status forward(backend::Ops& o) const override {
     const auto& c = cfg_;
-    ThreadPool& pool = *pool_;
-    const int64_t n = static_cast<int64_t>(b.size());
-    const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    std::vector<float> x(n * H), h(n * H), q(n * qd), k(n * kd), v(n * kd), att(n * qd),
-        g(n * c.ffn), u(n * c.ffn);  // x,h: (n, H); q/att: (n, n_heads, hd); k/v: (n, n_kv, hd); g/u: (n, ffn)
-    BALLAST_RETURN_IF_ERROR(
-        embed_tokens(*emb_, b.tokens, static_cast<float>(c.embed_scale), x.data(), pool));
     const float eps = static_cast<float>(c.rms_eps);
-    auto rms = [&](float* out, const float* in, const std::vector<float>& w) {
-      for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(out + t * H, in + t * H, w.data(), H, eps);
-    };
+    auto rms = [&](backend::WeightId w) { return backend::Norm{backend::NormKind::kRms, w, backend::kNoWeight, eps}; };
+    backend::AttentionSpec as;
+    as.n_heads = static_cast<int>(c.n_heads);
+    as.n_kv_heads = static_cast<int>(c.n_kv_heads);
+    as.head_dim = static_cast<int>(c.head_dim);
+    as.scale = static_cast<float>(c.attn_scale);
+    as.softcap = static_cast<float>(c.attn_logit_softcap);
+    as.qk_eps = eps;
+    as.rope_interleaved = c.rope_layout == RopeLayout::kInterleaved;
+    backend::Tensor x = o.embed(emb_, static_cast<float>(c.embed_scale));  // (n, H) residual stream
     for (int64_t l = 0; l < c.n_layers; ++l) {
+      backend::Ops::Scope scope(o);
       const auto& ly = layers_[l];
-      cpu::AttentionParams ap;
-      ap.n_heads = c.n_heads;
-      ap.n_kv_heads = c.n_kv_heads;
-      ap.head_dim = c.head_dim;
-      ap.scale = static_cast<float>(c.attn_scale);
-      ap.softcap = static_cast<float>(c.attn_logit_softcap);
-      ap.window = ly.sliding ? c.sliding_window : 0;
-      rms(h.data(), x.data(), ly.ln_in);
-      linear(*ly.q, h.data(), n, q.data(), pool);
-      linear(*ly.k, h.data(), n, k.data(), pool);
-      linear(*ly.v, h.data(), n, v.data(), pool);
-      cpu::rmsnorm_rows(q.data(), q.data(), ly.q_norm.data(), n * c.n_heads, c.head_dim, eps);
-      cpu::rmsnorm_rows(k.data(), k.data(), ly.k_norm.data(), n * c.n_kv_heads, c.head_dim, eps);
-      const auto& inv = ly.sliding ? inv_freq_local_ : inv_freq_global_;
-      apply_rope(q.data(), n, c.n_heads, c.head_dim, b.positions, inv, c.rope_layout, pool);
-      apply_rope(k.data(), n, c.n_kv_heads, c.head_dim, b.positions, inv, c.rope_layout, pool);
-      BALLAST_RETURN_IF_ERROR(attend(b, l, q.data(), k.data(), v.data(), kv, ap, att.data(), pool));
-      linear(*ly.o, att.data(), n, h.data(), pool);
-      rms(h.data(), h.data(), ly.ln_post_attn);
-      cpu::add(x.data(), x.data(), h.data(), n * H);
-      rms(h.data(), x.data(), ly.ln_pre_ffw);
-      linear(*ly.gate, h.data(), n, g.data(), pool);
-      linear(*ly.up, h.data(), n, u.data(), pool);
-      cpu::geglu_tanh(g.data(), g.data(), u.data(), n * c.ffn);
-      linear(*ly.down, g.data(), n, h.data(), pool);
-      rms(h.data(), h.data(), ly.ln_post_ffw);
-      cpu::add(x.data(), x.data(), h.data(), n * H);
-      if (opts.check_numerics)
-        BALLAST_RETURN_IF_ERROR(check_finite(x.data(), n, H, "layer " + std::to_string(l), b));
+      as.layer = static_cast<int>(l);
+      as.q_norm = ly.q_norm;
+      as.k_norm = ly.k_norm;
+      as.window = ly.sliding ? static_cast<int>(c.sliding_window) : 0;
+      as.rope = ly.sliding ? rope_local_ : rope_global_;
+      backend::Tensor qkv = o.linear(o.norm(x, rms(ly.ln_in)), ly.qkv);         // (n, qd + 2kd)
+      backend::Tensor att = o.linear(o.attention(qkv, as), ly.o);              // (n, H)
+      o.add(x, o.norm(att, rms(ly.ln_post_attn)));                             // sandwich norm
+      backend::Tensor act = o.linear_glu(o.norm(x, rms(ly.ln_pre_ffw)), ly.gate_up, backend::Act::kGeluTanh);
+      o.add(x, o.norm(o.linear(act, ly.down), rms(ly.ln_post_ffw)));
+      o.check(x, "layer " + std::to_string(l));
     }
-    head_logits(x.data(), b, final_norm_, logits);
-    if (c.final_logit_softcap > 0)
-      cpu::softcap(logits.data(), static_cast<float>(c.final_logit_softcap), static_cast<int64_t>(logits.size()));
-    return Status();
+    o.logits(x, rms(final_norm_), head_, static_cast<float>(c.final_logit_softcap));
+    return o.status();
   }
 
  private:
-  std::vector<float> final_norm_, inv_freq_global_, inv_freq_local_;
+  backend::WeightId final_norm_ = backend::kNoWeight;
+  backend::RopeId rope_global_ = -1, rope_local_ = -1;
   std::vector<GemmaLayer> layers_;
 };
 
@@ -120,6 +96,7 @@ Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
   out.act = Activation::kGeluTanh;
   out.qk_norm = true;
   out.norm_offset = 1.0;
+  out.fp16_overflow_prone = true;
   out.embed_scale = std::sqrt(static_cast<double>(out.hidden));
   if (!cfg.contains("tie_word_embeddings")) out.tie_embeddings = true;
   BALLAST_RETURN_IF_ERROR(read_hf_rope(cfg, file, "full_attention", 1000000.0, out.rope));
@@ -155,6 +132,7 @@ Status read_gguf(const io::GgufFile& f, const std::string& p, ModelConfig& out) 
   out.rope_layout = RopeLayout::kNeox;
   out.act = Activation::kGeluTanh;
   out.qk_norm = true;
+  out.fp16_overflow_prone = true;
   out.norm_offset = 0.0;  // llama.cpp's converter stores Gemma norms as 1 + w
   out.embed_scale = std::sqrt(static_cast<double>(out.hidden));
   out.tie_embeddings = f.tensor("output.weight") == nullptr;
@@ -211,7 +189,7 @@ const ArchSpec& gemma3_arch() {
           {"blk.{}.ffn_down.weight", "model.layers.{}.mlp.down_proj.weight"},
       },
       required,
-      create_decoder<Gemma3Model>,
+      create_model<Gemma3Model>,
   };
   return kSpec;
 }

@@ -12,97 +12,87 @@ namespace {
 
 
 struct LlamaLayer {
-  const Weight *q, *k, *v, *o, *gate, *up, *down;
-  std::vector<float> ln1, ln2, q_norm, k_norm, bq, bk, bv;
+  backend::WeightId qkv, o, gate_up, down;  // (qd + 2kd, H), (H, qd), (2F, H), (H, F)
+  backend::WeightId ln1, ln2;               // (H)
+  backend::WeightId bias = backend::kNoWeight;                             // (qd + 2kd) q|k|v (Qwen2)
+  backend::WeightId q_norm = backend::kNoWeight, k_norm = backend::kNoWeight;  // (hd) (Qwen3)
 };
 
 class LlamaModel : public DecoderModel {
  public:
   using DecoderModel::DecoderModel;
 
-  Status init() override {
+  Status bind(Binder& b) override {
     const auto& c = cfg_;
     const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    BALLAST_RETURN_IF_ERROR(bind_embeddings());
-    BALLAST_ASSIGN_OR_RETURN(final_norm_, ws_->get_f32("model.norm.weight", H));
+    BALLAST_RETURN_IF_ERROR(bind_embeddings(b, "model.embed_tokens.weight", "lm_head.weight"));
+    BALLAST_ASSIGN_OR_RETURN(final_norm_, b.vector("model.norm.weight", H));
     layers_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       auto& ly = layers_[l];
-      BALLAST_ASSIGN_OR_RETURN(ly.q, ws_->get(layer_name(l, "self_attn.q_proj.weight"), {qd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.k, ws_->get(layer_name(l, "self_attn.k_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.v, ws_->get(layer_name(l, "self_attn.v_proj.weight"), {kd, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.o, ws_->get(layer_name(l, "self_attn.o_proj.weight"), {H, qd}));
-      BALLAST_ASSIGN_OR_RETURN(ly.gate, ws_->get(layer_name(l, "mlp.gate_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.up, ws_->get(layer_name(l, "mlp.up_proj.weight"), {c.ffn, H}));
-      BALLAST_ASSIGN_OR_RETURN(ly.down, ws_->get(layer_name(l, "mlp.down_proj.weight"), {H, c.ffn}));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln1, ws_->get_f32(layer_name(l, "input_layernorm.weight"), H));
-      BALLAST_ASSIGN_OR_RETURN(ly.ln2, ws_->get_f32(layer_name(l, "post_attention_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.qkv, b.matrix({{layer_name(l, "self_attn.q_proj.weight"), qd},
+                                                 {layer_name(l, "self_attn.k_proj.weight"), kd},
+                                                 {layer_name(l, "self_attn.v_proj.weight"), kd}}, H));
+      BALLAST_ASSIGN_OR_RETURN(ly.o, b.matrix(layer_name(l, "self_attn.o_proj.weight"), H, qd));
+      BALLAST_ASSIGN_OR_RETURN(ly.gate_up, b.matrix({{layer_name(l, "mlp.gate_proj.weight"), c.ffn},
+                                                     {layer_name(l, "mlp.up_proj.weight"), c.ffn}}, H));
+      BALLAST_ASSIGN_OR_RETURN(ly.down, b.matrix(layer_name(l, "mlp.down_proj.weight"), H, c.ffn));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln1, b.vector(layer_name(l, "input_layernorm.weight"), H));
+      BALLAST_ASSIGN_OR_RETURN(ly.ln2, b.vector(layer_name(l, "post_attention_layernorm.weight"), H));
       if (c.qk_norm) {
-        BALLAST_ASSIGN_OR_RETURN(ly.q_norm, ws_->get_f32(layer_name(l, "self_attn.q_norm.weight"), c.head_dim));
-        BALLAST_ASSIGN_OR_RETURN(ly.k_norm, ws_->get_f32(layer_name(l, "self_attn.k_norm.weight"), c.head_dim));
+        BALLAST_ASSIGN_OR_RETURN(ly.q_norm, b.vector(layer_name(l, "self_attn.q_norm.weight"), c.head_dim));
+        BALLAST_ASSIGN_OR_RETURN(ly.k_norm, b.vector(layer_name(l, "self_attn.k_norm.weight"), c.head_dim));
       }
       if (c.attn_bias) {
-        BALLAST_ASSIGN_OR_RETURN(ly.bq, ws_->get_f32(layer_name(l, "self_attn.q_proj.bias"), qd));
-        BALLAST_ASSIGN_OR_RETURN(ly.bk, ws_->get_f32(layer_name(l, "self_attn.k_proj.bias"), kd));
-        BALLAST_ASSIGN_OR_RETURN(ly.bv, ws_->get_f32(layer_name(l, "self_attn.v_proj.bias"), kd));
+        BALLAST_ASSIGN_OR_RETURN(ly.bias, b.vectors({layer_name(l, "self_attn.q_proj.bias"),
+                                                     layer_name(l, "self_attn.k_proj.bias"),
+                                                     layer_name(l, "self_attn.v_proj.bias")}, {qd, kd, kd}));
       }
     }
-    inv_freq_ = rope_inv_freq(c.rope, c.head_dim);
+    auto inv_freq = rope_inv_freq(c.rope, c.head_dim);
     // GGUF Llama 3 stores its frequency correction as a tensor instead of config values.
-    if (const Weight* rf = ws_->find("rope_freqs")) {
-      BALLAST_ASSIGN_OR_RETURN(auto f, ws_->get_f32("rope_freqs", c.head_dim / 2));
-      for (int64_t i = 0; i < c.head_dim / 2; ++i) inv_freq_[i] /= f[i];
-      (void)rf;
+    if (b.has("rope_freqs")) {
+      BALLAST_ASSIGN_OR_RETURN(auto f, b.values("rope_freqs", c.head_dim / 2));
+      for (int64_t i = 0; i < c.head_dim / 2; ++i) inv_freq[i] /= f[i];
     }
+    BALLAST_ASSIGN_OR_RETURN(rope_, b.backend().add_rope(inv_freq));
     return Status();
   }
 
-  Status forward(const Batch& b, engine::KvCache& kv, std::vector<float>& logits,
-                 const ForwardOptions& opts) override {
+  Status forward(backend::Ops& o) const override {
     const auto& c = cfg_;
-    ThreadPool& pool = *pool_;
-    const int64_t n = static_cast<int64_t>(b.size());
-    const int64_t H = c.hidden, qd = c.n_heads * c.head_dim, kd = c.n_kv_heads * c.head_dim;
-    std::vector<float> x(n * H), h(n * H), q(n * qd), k(n * kd), v(n * kd), att(n * qd),
-        g(n * c.ffn), u(n * c.ffn);  // x,h: (n, H); q/att: (n, n_heads, hd); k/v: (n, n_kv, hd); g/u: (n, ffn)
-    BALLAST_RETURN_IF_ERROR(embed_tokens(*emb_, b.tokens, 1.0f, x.data(), pool));
-    cpu::AttentionParams ap;
-    ap.n_heads = c.n_heads;
-    ap.n_kv_heads = c.n_kv_heads;
-    ap.head_dim = c.head_dim;
-    ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-    ap.window = c.sliding_window;
     const float eps = static_cast<float>(c.rms_eps);
+    backend::AttentionSpec as;
+    as.n_heads = static_cast<int>(c.n_heads);
+    as.n_kv_heads = static_cast<int>(c.n_kv_heads);
+    as.head_dim = static_cast<int>(c.head_dim);
+    as.window = static_cast<int>(c.sliding_window);
+    as.qk_eps = eps;
+    as.rope = rope_;
+    as.rope_interleaved = c.rope_layout == RopeLayout::kInterleaved;
+    backend::Tensor x = o.embed(emb_, 1.0f);  // (n, H) residual stream
     for (int64_t l = 0; l < c.n_layers; ++l) {
+      backend::Ops::Scope scope(o);
       const auto& ly = layers_[l];
-      for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&h[t * H], &x[t * H], ly.ln1.data(), H, eps);
-      linear(*ly.q, h.data(), n, q.data(), pool, c.attn_bias ? &ly.bq : nullptr);
-      linear(*ly.k, h.data(), n, k.data(), pool, c.attn_bias ? &ly.bk : nullptr);
-      linear(*ly.v, h.data(), n, v.data(), pool, c.attn_bias ? &ly.bv : nullptr);
-      if (c.qk_norm) {
-        cpu::rmsnorm_rows(q.data(), q.data(), ly.q_norm.data(), n * c.n_heads, c.head_dim, eps);
-        cpu::rmsnorm_rows(k.data(), k.data(), ly.k_norm.data(), n * c.n_kv_heads, c.head_dim, eps);
-      }
-      apply_rope(q.data(), n, c.n_heads, c.head_dim, b.positions, inv_freq_, c.rope_layout, pool);
-      apply_rope(k.data(), n, c.n_kv_heads, c.head_dim, b.positions, inv_freq_, c.rope_layout, pool);
-      BALLAST_RETURN_IF_ERROR(attend(b, l, q.data(), k.data(), v.data(), kv, ap, att.data(), pool));
-      linear(*ly.o, att.data(), n, h.data(), pool);
-      cpu::add(x.data(), x.data(), h.data(), n * H);
-      for (int64_t t = 0; t < n; ++t) cpu::rmsnorm(&h[t * H], &x[t * H], ly.ln2.data(), H, eps);
-      linear(*ly.gate, h.data(), n, g.data(), pool);
-      linear(*ly.up, h.data(), n, u.data(), pool);
-      cpu::swiglu(g.data(), g.data(), u.data(), n * c.ffn);
-      linear(*ly.down, g.data(), n, h.data(), pool);
-      cpu::add(x.data(), x.data(), h.data(), n * H);
-      if (opts.check_numerics)
-        BALLAST_RETURN_IF_ERROR(check_finite(x.data(), n, H, "layer " + std::to_string(l), b));
+      as.layer = static_cast<int>(l);
+      as.q_norm = ly.q_norm;
+      as.k_norm = ly.k_norm;
+      backend::Tensor qkv = o.linear(o.norm(x, {backend::NormKind::kRms, ly.ln1, backend::kNoWeight, eps}), ly.qkv,
+                                     ly.bias);                                     // (n, qd + 2kd)
+      o.linear_add(o.attention(qkv, as), ly.o, x);                                 // x += attn @ o^T
+      backend::Tensor act = o.linear_glu(o.norm(x, {backend::NormKind::kRms, ly.ln2, backend::kNoWeight, eps}),
+                                         ly.gate_up, backend::Act::kSilu);         // (n, F)
+      o.linear_add(act, ly.down, x);
+      o.check(x, "layer " + std::to_string(l));
     }
-    head_logits(x.data(), b, final_norm_, logits);
-    return Status();
+    o.logits(x, {backend::NormKind::kRms, final_norm_, backend::kNoWeight, eps}, head_,
+             static_cast<float>(c.final_logit_softcap));
+    return o.status();
   }
 
  private:
-  std::vector<float> final_norm_, inv_freq_;
+  backend::WeightId final_norm_ = backend::kNoWeight;
+  backend::RopeId rope_ = -1;
   std::vector<LlamaLayer> layers_;
 };
 
@@ -179,7 +169,7 @@ const ArchSpec& llama_arch() {
           {"blk.{}.ffn_down.weight", "model.layers.{}.mlp.down_proj.weight"},
       },
       required,
-      create_decoder<LlamaModel>,
+      create_model<LlamaModel>,
   };
   return kSpec;
 }

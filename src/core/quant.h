@@ -5,7 +5,7 @@
 
 #include "core/dtype.h"
 
-namespace ballast::cpu {
+namespace ballast {
 
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);   // round to nearest even; overflow -> inf
@@ -24,4 +24,4 @@ bool dequantize_supported(DType t);
 // dtype_info(t).block_elems (the caller checks; shapes come from validated files).
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
-}  // namespace ballast::cpu
+}  // namespace ballast

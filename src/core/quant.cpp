@@ -2,15 +2,15 @@
 // d*q - m) mirrors gguf-py so results are bit-identical; FMA contraction is disabled
 // in this file for the same reason.
 #pragma GCC optimize("fp-contract=off")
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 
 #include <immintrin.h>
 
 #include <cstring>
 
-#include "backend/cpu/quant_blocks.h"
+#include "core/quant_blocks.h"
 
-namespace ballast::cpu {
+namespace ballast {
 
 float fp16_to_fp32(uint16_t h) { return _cvtsh_ss(h); }
 uint16_t fp32_to_fp16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
@@ -274,4 +274,4 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   }
 }
 
-}  // namespace ballast::cpu
+}  // namespace ballast

@@ -1,9 +1,9 @@
 // GGML block structs (byte layouts of GGUF tensors) and the activation block used by
-// the integer dot products. Internal to backend/cpu.
+// the integer dot products (core: the loaders of every backend dequantize with them).
 #pragma once
 #include <cstdint>
 
-namespace ballast::cpu {
+namespace ballast {
 
 #pragma pack(push, 1)
 struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };
@@ -50,4 +50,4 @@ inline void q3_k_scales(const uint8_t* s, int8_t* out) {
   }
 }
 
-}  // namespace ballast::cpu
+}  // namespace ballast

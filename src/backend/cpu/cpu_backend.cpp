@@ -1,0 +1,141 @@
+// CPU backend: weights, KV pool, step driver and the host logits chain.
+#include "backend/cpu/cpu_backend.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/quant.h"
+
+namespace ballast::cpu {
+
+CpuBackend::CpuBackend(const backend::BackendOptions& o, std::shared_ptr<ThreadPool> pool)
+    : opts_(o), pool_(std::move(pool)) {}
+
+CpuBackend::~CpuBackend() {
+  if (kv_) munmap(kv_, kv_bytes_);
+}
+
+Result<backend::WeightId> CpuBackend::add_matrix(const backend::MatrixSource& m) {
+  Matrix mat;
+  mat.rows = m.rows;
+  mat.cols = m.cols;
+  if (m.random) {
+    // bf16 uniform(-a, a), std 0.02, from a counter hash: reproducible and parallel.
+    auto buf = std::shared_ptr<uint16_t[]>(new uint16_t[static_cast<size_t>(m.rows * m.cols)]);
+    const float a = 0.02f * std::sqrt(3.0f);
+    const int64_t n = m.rows * m.cols;
+    pool_->parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const double u = backend::chain_uniform(m.seed, static_cast<uint64_t>(i));
+        buf[i] = fp32_to_bf16(static_cast<float>((2 * u - 1) * a));
+      }
+    });
+    mat.parts.push_back({DType::kBF16, m.rows, m.cols, reinterpret_cast<const uint8_t*>(buf.get())});
+    mat.owned = buf;
+  } else {
+    for (const auto& p : m.parts) mat.parts.push_back({p.dtype, p.rows, m.cols, p.data});
+  }
+  mats_.push_back(std::move(mat));
+  return static_cast<backend::WeightId>(mats_.size() - 1);
+}
+
+Result<backend::WeightId> CpuBackend::add_vector(std::span<const float> v) {
+  vecs_.emplace_back(v.begin(), v.end());
+  return static_cast<backend::WeightId>(kVectorBase + vecs_.size() - 1);
+}
+
+Result<backend::RopeId> CpuBackend::add_rope(std::span<const float> inv_freq) {
+  ropes_.emplace_back(inv_freq.begin(), inv_freq.end());
+  return static_cast<backend::RopeId>(ropes_.size() - 1);
+}
+
+int64_t CpuBackend::rows(backend::WeightId w) const {
+  if (w >= kVectorBase) return static_cast<int64_t>(vecs_[w - kVectorBase].size());
+  return w >= 0 && w < static_cast<int64_t>(mats_.size()) ? mats_[w].rows : 0;
+}
+
+Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t want) {
+  const int64_t per_block = layout.bytes_per_block(4);
+  if (want <= 0) want = std::max<int64_t>(1, (opts_.kv_ram_bytes > 0 ? opts_.kv_ram_bytes : int64_t(8) << 30) / per_block);
+  if (opts_.kv_blocks > 0) want = opts_.kv_blocks;
+  if (kv_ && layout.n_layers == layout_.n_layers && layout.row() == layout_.row() && blocks_ >= want) return blocks_;
+  if (kv_) munmap(kv_, kv_bytes_);
+  kv_ = nullptr;
+  // Address space only: pages are committed when first written, so a large pool costs
+  // nothing until sequences use it.
+  kv_bytes_ = static_cast<size_t>(per_block) * want;
+  void* p = mmap(nullptr, kv_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return error(ErrorCode::kResourceExhausted, "KV cache: cannot reserve " + std::to_string(kv_bytes_ >> 20) + " MiB");
+  kv_ = static_cast<float*>(p);
+  layout_ = layout;
+  blocks_ = want;
+  return blocks_;
+}
+
+void CpuBackend::matmul(backend::WeightId w, const float* x, int64_t n, float* y) {
+  const Matrix& m = mats_[w];
+  if (m.parts.size() == 1) {
+    cpu::matmul(m.parts[0], x, n, y, *pool_);
+    return;
+  }
+  if (n == 1) {  // one row: each part's output is a contiguous slice
+    int64_t off = 0;
+    for (const auto& p : m.parts) {
+      cpu::matmul(p, x, 1, y + off, *pool_);
+      off += p.rows;
+    }
+    return;
+  }
+  int64_t off = 0;
+  for (const auto& p : m.parts) {
+    scratch_.resize(static_cast<size_t>(n * p.rows));
+    cpu::matmul(p, x, n, scratch_.data(), *pool_);
+    for (int64_t t = 0; t < n; ++t)
+      std::memcpy(y + t * m.rows + off, scratch_.data() + t * p.rows, static_cast<size_t>(p.rows) * 4);
+    off += p.rows;
+  }
+}
+
+Status CpuBackend::run(const backend::StepPlan& plan, const Forward& forward, const backend::LogitsRequest& req,
+                       const backend::StepOptions& opts, backend::StepResult& out) {
+  if (plan.size() == 0) return error(ErrorCode::kInvalidArgument, "empty step");
+  if (!kv_) return error(ErrorCode::kInternal, "KV pool not initialized");
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const int32_t b = plan.block_of(static_cast<int64_t>(i));
+    if (b < 0 || b >= blocks_)
+      return error(ErrorCode::kInternal, "KV block table entry " + std::to_string(b) + " out of range (pool of " +
+                                             std::to_string(blocks_) + " blocks)");
+  }
+  BALLAST_RETURN_IF_ERROR(run_cpu_forward(*this, plan, forward, opts));
+  const int64_t m = static_cast<int64_t>(plan.logit_rows.size());
+  const int64_t V = m > 0 ? static_cast<int64_t>(logits_.size()) / m : 0;
+  out.rows.clear();
+  out.logits.clear();
+  if (req.return_logits) out.logits = logits_;
+  if (!req.rows.empty()) {
+    if (static_cast<int64_t>(req.rows.size()) != m)
+      return error(ErrorCode::kInternal, std::to_string(req.rows.size()) + " sampling rows for " + std::to_string(m) +
+                                             " logits rows");
+    out.rows.resize(m);
+    for (int64_t r = 0; r < m; ++r) {
+      auto res = backend::run_chain(std::span<float>(logits_.data() + r * V, V), req.valid, req.rows[r]);
+      if (res.ok()) out.rows[r].sample = std::move(res.value());
+      else out.rows[r].status = res.status();
+    }
+  }
+  return Status();
+}
+
+}  // namespace ballast::cpu
+
+namespace ballast::backend {
+
+std::unique_ptr<Backend> create_cpu_backend(const BackendOptions& o, std::shared_ptr<ThreadPool> pool) {
+  return std::make_unique<cpu::CpuBackend>(o, std::move(pool));
+}
+
+}  // namespace ballast::backend

@@ -1,0 +1,282 @@
+// The ops of backend/ops.h on the CPU: fp32 activations on a stack of reusable buffers,
+// executed as they are issued.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/ops.h"
+
+namespace ballast::cpu {
+namespace {
+
+using backend::Tensor;
+
+class CpuOps : public backend::Ops {
+ public:
+  CpuOps(CpuBackend& be, const backend::StepPlan& plan, const backend::StepOptions& opts)
+      : be_(be), plan_(plan), opts_(opts), n_(static_cast<int64_t>(plan.size())) {}
+
+  Tensor embed(backend::WeightId table, float scale) override {
+    const Matrix& m = be_.matrix(table);
+    Tensor x = alloc(n_, m.cols);
+    for (int64_t i = 0; i < n_; ++i)
+      if (plan_.tokens[i] < 0 || plan_.tokens[i] >= m.rows) {
+        fail(error(ErrorCode::kInvalidTokenId, "token id " + std::to_string(plan_.tokens[i]) + " at position " +
+                                                   std::to_string(i) + " is outside the embedding rows [0, " +
+                                                   std::to_string(m.rows) + ")"));
+        return x;
+      }
+    gather_rows(m, plan_.tokens, scale, data(x));
+    return x;
+  }
+
+  Tensor embed_positions(backend::WeightId table) override {
+    const Matrix& m = be_.matrix(table);
+    Tensor x = alloc(n_, m.cols);
+    for (int64_t i = 0; i < n_; ++i)
+      if (plan_.positions[i] >= m.rows) {
+        fail(error(ErrorCode::kContextLengthExceeded, "position " + std::to_string(plan_.positions[i]) +
+                                                          " is beyond the model's " + std::to_string(m.rows) +
+                                                          " learned positions"));
+        return x;
+      }
+    gather_rows(m, plan_.positions, 1.0f, data(x));
+    return x;
+  }
+
+  Tensor norm(Tensor x, const backend::Norm& nm) override {
+    Tensor y = alloc(x.rows, x.cols);
+    if (!ok()) return y;
+    const float* w = be_.vec(nm.w).data();
+    const float* b = nm.b == backend::kNoWeight ? nullptr : be_.vec(nm.b).data();
+    const float* in = data(x);
+    float* out = data(y);
+    be_.pool().parallel_for(x.rows, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t) {
+        if (nm.kind == backend::NormKind::kRms) rmsnorm(out + t * x.cols, in + t * x.cols, w, x.cols, nm.eps);
+        else layernorm(out + t * x.cols, in + t * x.cols, w, b, x.cols, nm.eps);
+      }
+    });
+    return y;
+  }
+
+  Tensor linear(Tensor x, backend::WeightId w, backend::WeightId bias) override {
+    Tensor y = alloc(x.rows, be_.rows(w));
+    if (!ok()) return y;
+    be_.matmul(w, data(x), x.rows, data(y));
+    if (bias != backend::kNoWeight) add_bias(y, bias);
+    return y;
+  }
+
+  void linear_add(Tensor x, backend::WeightId w, Tensor residual, backend::WeightId bias) override {
+    backend::Ops::Scope s(*this);
+    Tensor y = linear(x, w, bias);
+    add(residual, y);
+  }
+
+  Tensor linear_glu(Tensor x, backend::WeightId gate_up, backend::Act act) override {
+    const int64_t F = be_.rows(gate_up) / 2;
+    Tensor y = alloc(x.rows, F);
+    {
+      backend::Ops::Scope s(*this);  // the (n, 2F) product is released before y is used
+      Tensor gu = linear(x, gate_up, backend::kNoWeight);
+      if (!ok()) return y;
+      for (int64_t t = 0; t < x.rows; ++t) {
+        const float* g = data(gu) + t * 2 * F;
+        float* o = data(y) + t * F;
+        std::memcpy(o, g, static_cast<size_t>(F) * 4);
+        apply_act(o, F, act);
+        mul(o, o, g + F, F);
+      }
+    }
+    return y;
+  }
+
+  Tensor activation(Tensor x, backend::Act act) override {
+    Tensor y = alloc(x.rows, x.cols);
+    if (!ok()) return y;
+    std::memcpy(data(y), data(x), static_cast<size_t>(x.rows * x.cols) * 4);
+    apply_act(data(y), x.rows * x.cols, act);
+    return y;
+  }
+
+  void add(Tensor residual, Tensor y) override {
+    if (!ok()) return;
+    cpu::add(data(residual), data(residual), data(y), residual.rows * residual.cols);
+  }
+
+  Tensor attention(Tensor qkv, const backend::AttentionSpec& a) override;
+
+  void logits(Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap) override {
+    if (!ok()) return;
+    const int64_t m = static_cast<int64_t>(plan_.logit_rows.size()), H = x.cols;
+    auto& out = be_.logits();
+    out.assign(static_cast<size_t>(m * be_.rows(head)), 0.f);
+    if (m == 0) return;
+    backend::Ops::Scope s(*this);
+    Tensor sel = alloc(m, H);
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(data(sel) + r * H, data(x) + plan_.logit_rows[r] * H, static_cast<size_t>(H) * 4);
+    Tensor h = norm(sel, final_norm);
+    be_.matmul(head, data(h), m, out.data());
+    if (softcap > 0) cpu::softcap(out.data(), softcap, static_cast<int64_t>(out.size()));
+  }
+
+  void check(Tensor x, const std::string& where) override {
+    if (!ok() || !opts_.check_numerics) return;
+    const float* p = data(x);
+    for (int64_t t = 0; t < x.rows; ++t)
+      for (int64_t i = 0; i < x.cols; ++i)
+        if (!std::isfinite(p[t * x.cols + i])) {
+          fail(error(ErrorCode::kNumericalError,
+                     where + " produced a non-finite value (" + std::to_string(p[t * x.cols + i]) +
+                         ") at sequence position " + std::to_string(plan_.positions[t]) + ", element " +
+                         std::to_string(i) + "; try bf16/fp32 weights"));
+          return;
+        }
+  }
+
+  Status status() const override { return status_; }
+
+ protected:
+  int64_t mark() const override { return top_; }
+  void release(int64_t mark) override { top_ = mark; }
+
+ private:
+  Tensor alloc(int64_t rows, int64_t cols) {
+    if (top_ == static_cast<int64_t>(bufs_.size())) bufs_.emplace_back();
+    bufs_[top_].resize(static_cast<size_t>(rows * cols));
+    return Tensor{static_cast<int32_t>(top_++), rows, cols};
+  }
+  float* data(Tensor t) { return bufs_[t.id].data(); }
+  bool ok() const { return status_.ok(); }
+  void fail(Status s) {
+    if (status_.ok()) status_ = std::move(s);
+  }
+
+  void gather_rows(const Matrix& m, const std::vector<int32_t>& ids, float scale, float* out) {
+    be_.pool().parallel_for(n_, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        // Find the part holding the row (embedding tables have one part).
+        int64_t r = ids[i];
+        for (const auto& p : m.parts) {
+          if (r < p.rows) {
+            embedding_row(p, r, out + i * m.cols);
+            break;
+          }
+          r -= p.rows;
+        }
+        if (scale != 1.0f) cpu::scale(out + i * m.cols, scale, m.cols);
+      }
+    });
+  }
+
+  void add_bias(Tensor y, backend::WeightId bias) {
+    const float* b = be_.vec(bias).data();
+    for (int64_t t = 0; t < y.rows; ++t) cpu::add(data(y) + t * y.cols, data(y) + t * y.cols, b, y.cols);
+  }
+
+  static void apply_act(float* x, int64_t n, backend::Act act) {
+    switch (act) {
+      case backend::Act::kSilu: silu(x, n); break;
+      case backend::Act::kGeluTanh: gelu_tanh(x, n); break;
+      case backend::Act::kGeluErf: gelu_erf(x, n); break;
+      case backend::Act::kRelu:
+        for (int64_t i = 0; i < n; ++i) x[i] = std::max(x[i], 0.f);
+        break;
+    }
+  }
+
+  CpuBackend& be_;
+  const backend::StepPlan& plan_;
+  const backend::StepOptions& opts_;
+  const int64_t n_;
+  std::vector<std::vector<float>> bufs_;  // tensor storage, a stack (Scope marks)
+  int64_t top_ = 0;
+  Status status_;
+};
+
+Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
+  const int64_t hd = a.head_dim, qw = a.n_heads * hd, kw = a.n_kv_heads * hd;
+  Tensor out = alloc(n_, qw);
+  if (!ok()) return out;
+  if (!a.causal || a.cross || a.position_bias.valid()) {
+    fail(error(ErrorCode::kUnsupported, "attention: bidirectional, cross and position-bias attention are not "
+                                        "implemented on the CPU yet"));
+    return out;
+  }
+  const auto& kvl = be_.kv_layout();
+  if (a.layer < 0 || a.layer >= kvl.n_layers || kw != kvl.row()) {
+    fail(error(ErrorCode::kInternal, "attention: layer " + std::to_string(a.layer) + " does not match the KV pool"));
+    return out;
+  }
+  float* qkvp = data(qkv);
+  const int64_t stride = qw + 2 * kw;
+  // Per-head q/k norm and RoPE, in place on the packed rows.
+  const float* qn = a.q_norm == backend::kNoWeight ? nullptr : be_.vec(a.q_norm).data();
+  const float* kn = a.k_norm == backend::kNoWeight ? nullptr : be_.vec(a.k_norm).data();
+  const std::vector<float>* inv = a.rope >= 0 ? &be_.rope(a.rope) : nullptr;
+  const auto layout = a.rope_interleaved ? RopeLayout::kInterleaved : RopeLayout::kNeox;
+  float* kc = be_.k_pool(a.layer);
+  float* vc = be_.v_pool(a.layer);
+  be_.pool().parallel_for(n_, [&](int64_t b, int64_t e) {
+    std::vector<float> c, s;
+    for (int64_t t = b; t < e; ++t) {
+      float* q = qkvp + t * stride;
+      float* k = q + qw;
+      const float* v = k + kw;
+      if (qn) rmsnorm_rows(q, q, qn, a.n_heads, hd, a.qk_eps);
+      if (kn) rmsnorm_rows(k, k, kn, a.n_kv_heads, hd, a.qk_eps);
+      if (inv) {
+        const int64_t rot = static_cast<int64_t>(inv->size()) * 2;
+        c.resize(rot / 2);
+        s.resize(rot / 2);
+        // Angles in double so long positions keep precision.
+        for (int64_t i = 0; i < rot / 2; ++i) {
+          const double ang = static_cast<double>(plan_.positions[t]) * (*inv)[i];
+          c[i] = static_cast<float>(std::cos(ang));
+          s[i] = static_cast<float>(std::sin(ang));
+        }
+        rope(q, a.n_heads, hd, rot, c.data(), s.data(), layout);
+        rope(k, a.n_kv_heads, hd, rot, c.data(), s.data(), layout);
+      }
+      const int64_t slot = plan_.slot(t);
+      std::memcpy(kc + slot * kw, k, static_cast<size_t>(kw) * 4);
+      std::memcpy(vc + slot * kw, v, static_cast<size_t>(kw) * 4);
+    }
+  });
+  AttentionParams ap;
+  ap.n_heads = a.n_heads;
+  ap.n_kv_heads = a.n_kv_heads;
+  ap.head_dim = hd;
+  ap.scale = a.scale > 0 ? a.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  ap.softcap = a.softcap;
+  ap.window = a.window;
+  // Queries: a contiguous (n, qw) copy of the q heads.
+  backend::Ops::Scope scope(*this);
+  Tensor q = alloc(n_, qw);
+  for (int64_t t = 0; t < n_; ++t) std::memcpy(data(q) + t * qw, qkvp + t * stride, static_cast<size_t>(qw) * 4);
+  for (int64_t i = 0; i < n_;) {
+    // A run of consecutive positions of one sequence.
+    int64_t j = i + 1;
+    while (j < n_ && plan_.seq_row[j] == plan_.seq_row[i] && plan_.positions[j] == plan_.positions[j - 1] + 1) ++j;
+    const int32_t* blocks = plan_.block_tables.data() + static_cast<size_t>(plan_.seq_row[i]) * plan_.max_blocks;
+    cpu::attention(data(q) + i * qw, j - i, plan_.positions[i], kc, vc, kw, data(out) + i * qw, ap, &be_.pool(),
+                   blocks);
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+Status run_cpu_forward(CpuBackend& be, const backend::StepPlan& plan, const backend::Backend::Forward& forward,
+                       const backend::StepOptions& opts) {
+  CpuOps ops(be, plan, opts);
+  Status st = forward(ops);
+  if (!st.ok()) return st;
+  return ops.status();
+}
+
+}  // namespace ballast::cpu

@@ -1,0 +1,66 @@
+// What the engine hands a backend each step: the tokens, where their K/V go (the
+// engine's block tables), which rows want logits, and the logits chain's requests.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backend/logits_chain.h"
+
+namespace ballast::backend {
+
+constexpr int64_t kKvBlockTokens = 16;
+
+// K/V geometry: the backend's pool holds, per layer, K and V of (blocks, 16, n_kv * hd).
+struct KvLayout {
+  int64_t n_layers = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t row() const { return n_kv_heads * head_dim; }
+  int64_t bytes_per_block(int64_t elem_bytes) const { return 2 * n_layers * kKvBlockTokens * row() * elem_bytes; }
+};
+
+// Encoder-decoder room: a sequence's encoder input, run once when its first decoder
+// step arrives; its cross-attention K/V lives in `cross_blocks` of the same pool.
+struct EncoderInput {
+  int32_t seq_row = 0;               // which sequence of the step
+  std::vector<int32_t> tokens;       // (n_enc,)
+  std::vector<int32_t> cross_blocks; // blocks for the n_enc cross K/V rows of every layer
+};
+
+struct StepPlan {
+  std::vector<int32_t> tokens;     // (n,)
+  std::vector<int32_t> positions;  // (n,) absolute position in its sequence
+  std::vector<int32_t> seq_row;    // (n,) row of block_tables; a sequence's tokens are consecutive positions
+  std::vector<int32_t> logit_rows; // (m,) batch rows whose logits are wanted, ascending
+  // (n_seqs, max_blocks) block ids from the engine's block manager, -1 padded.
+  std::vector<int32_t> block_tables;
+  int32_t max_blocks = 0;
+  int32_t n_seqs = 0;
+  std::vector<EncoderInput> encoder;  // empty for decoder-only models
+
+  size_t size() const { return tokens.size(); }
+  int32_t block_of(int64_t i) const { return block_tables[static_cast<size_t>(seq_row[i]) * max_blocks + positions[i] / kKvBlockTokens]; }
+  // Cache slot (block * 16 + offset) of token i.
+  int64_t slot(int64_t i) const { return static_cast<int64_t>(block_of(i)) * kKvBlockTokens + positions[i] % kKvBlockTokens; }
+};
+
+// What to do with the step's logits rows.
+struct LogitsRequest {
+  const std::vector<uint8_t>* valid = nullptr;  // vocabulary mask: padding / unembeddable rows 0
+  std::vector<SampleRow> rows;                  // (m,) one per logits row; empty: none sampled
+  bool return_logits = false;                   // copy the raw logits back (tests, tools)
+};
+
+struct RowResult {
+  Status status;       // kNumericalError (NaN/Inf among valid ids) or kInternal
+  SampleResult sample;
+};
+
+struct StepResult {
+  std::vector<RowResult> rows;  // (m,) when rows were requested
+  std::vector<float> logits;    // (m, head rows) when return_logits
+};
+
+struct StepOptions {
+  bool check_numerics = false;  // check every layer's output; name the first non-finite one
+};
+
+}  // namespace ballast::backend
