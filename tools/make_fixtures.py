@@ -165,6 +165,14 @@ SPECS: list[dict] = [
          notes="Gemma 3 text (1B-like, 262144 rows): scaled embeddings, pre/post norms, q/k norms, "
                "sliding(8)/global layers with their own RoPE bases (rope_parameters form), "
                "query_pre_attn_scalar 24 != head_dim 16, GeGLU, tied head"),
+    # GPT-2 / DialoGPT: learned positions, LayerNorm with bias, Conv1D (in, out) weights, fused c_attn,
+    # biases everywhere, tied head. 32000 rows with the llama2 tokenizer (the math is what is tested).
+    dict(name="gpt2", arch="GPT2LMHeadModel", config_class="GPT2Config", tokenizer="llama2", seed=9, form="new",
+         cfg=dict(vocab_size=32000, n_embd=16, n_layer=2, n_head=2, n_positions=1024, n_inner=None,
+                  activation_function="gelu_new", layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+                  bos_token_id=1, eos_token_id=2),
+         notes="GPT-2: learned absolute positions, LayerNorm + bias, Conv1D (in, out) linears transposed at "
+               "load, fused q|k|v with bias, GELU (tanh), tied head"),
     # Issue 4 (a): Gemma 3 4B-like row count (262208) whose padding rows are the raw argmax.
     dict(name="vocab_gemma3_padding_rows", arch="Gemma3ForCausalLM", tokenizer="gemma3", seed=6, form="old",
          cfg=dict(vocab_size=262208, hidden_size=8, intermediate_size=24, num_hidden_layers=2,
@@ -252,7 +260,7 @@ def init_weights(model, seed: int, gemma: bool, gain: float = 2.0, gemma_post: f
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
-            if "norm" in name:
+            if ("norm" in name or ".ln_" in name) and not name.endswith(".bias"):
                 noise = torch.randn(p.shape, generator=g) * 0.3
                 if not gemma:
                     p.copy_(1.0 + noise)
@@ -262,7 +270,7 @@ def init_weights(model, seed: int, gemma: bool, gain: float = 2.0, gemma_post: f
                     p.copy_((1.0 if name == "model.norm.weight" else 0.0) + noise)
             elif name.endswith(".bias"):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            elif "embed_tokens" in name or "lm_head" in name:
+            elif "embed_tokens" in name or "lm_head" in name or ".wte." in name or ".wpe." in name:
                 p.copy_(torch.randn(p.shape, generator=g))
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * gain / p.shape[1] ** 0.5)
@@ -271,7 +279,8 @@ def init_weights(model, seed: int, gemma: bool, gain: float = 2.0, gemma_post: f
 def build_model(spec: dict):
     import torch
     import transformers
-    cfg_cls = getattr(transformers, spec["arch"].replace("ForCausalLM", "Config").replace("Gemma3Config", "Gemma3TextConfig"))
+    cfg_cls = getattr(transformers, spec.get("config_class") or
+                      spec["arch"].replace("ForCausalLM", "Config").replace("Gemma3Config", "Gemma3TextConfig"))
     config = cfg_cls(**spec["cfg"])
     config.architectures = [spec["arch"]]
     torch.manual_seed(spec["seed"])

@@ -29,6 +29,7 @@ struct MatrixSource {
   int64_t rows = 0, cols = 0;     // total
   bool random = false;            // uniform(-a, a) with std 0.02 (speed presets)
   uint64_t seed = 0;
+  std::shared_ptr<const void> keep;  // owner of converted part data (a backend that keeps views holds it)
 };
 
 struct BackendOptions {

@@ -23,6 +23,8 @@ Result<backend::WeightId> Binder::matrix(const std::vector<Part>& parts, int64_t
     src.seed = seed_ * 1000003ull + ++seed_counter_;
     return be_.add_matrix(src);
   }
+  auto owned = std::make_shared<std::vector<std::shared_ptr<std::vector<float>>>>();  // transposed copies
+  src.keep = owned;
   for (const auto& p : parts) {
     const Weight* w = ws_->find(p.name);
     if (!w) return error(ErrorCode::kNotFound, ws_->origin + ": tensor '" + p.name + "' missing");
@@ -43,7 +45,7 @@ Result<backend::WeightId> Binder::matrix(const std::vector<Part>& parts, int64_t
         dequantize_row(w->dtype, w->data + i * rb, row.data(), r);
         for (int64_t j = 0; j < r; ++j) (*buf)[j * c + i] = row[j];
       }
-      owned_.push_back(buf);
+      owned->push_back(buf);
       mp = {DType::kF32, reinterpret_cast<const uint8_t*>(buf->data()), r};
     }
     src.parts.push_back(mp);

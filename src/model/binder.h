@@ -30,6 +30,8 @@ class Binder {
   Binder(backend::Backend& be, uint64_t seed, int64_t random_rows) : be_(be), seed_(seed), random_rows_(random_rows) {}
 
   bool random() const { return ws_ == nullptr; }
+  // GGUF (and random) weights are (out, in) everywhere; HF Conv1D stores (in, out).
+  bool conv1d_stored_out_in() const { return !ws_ || ws_->gguf; }
   // True when the file has the tensor (always false in random mode).
   bool has(const std::string& name) const { return ws_ && ws_->find(name); }
   // Rows of a tensor (random mode: the preset's embedding rows).
@@ -56,7 +58,6 @@ class Binder {
   uint64_t seed_ = 0;
   int64_t random_rows_ = 0;
   uint64_t seed_counter_ = 0;
-  std::vector<std::shared_ptr<std::vector<float>>> owned_;  // transposed copies
 };
 
 }  // namespace ballast::model

@@ -10,7 +10,7 @@ namespace ballast::model {
 
 enum class RopeScaling { kNone, kLinear, kLlama3 };
 enum class RopeLayout { kNeox, kInterleaved };  // HF rotate-half vs GGML llama (permuted q/k)
-enum class Activation { kSilu, kGeluTanh };
+enum class Activation { kSilu, kGeluTanh, kGeluErf };
 
 struct RopeParams {
   double theta = 10000.0;

@@ -81,8 +81,10 @@ static Result<LoadedModel> load_hf_dir(const std::string& dir) {
     if (s.ok() || s.message().rfind("config.json", 0) != 0) return s;
     return Status(s.code(), fs::path(dir).string() + "/" + s.message());
   };
-  BALLAST_RETURN_IF_ERROR(with_file(read_hf_common(cfg, "config.json", mc)));
-  BALLAST_RETURN_IF_ERROR(with_file(spec->read_hf_config(cfg, mc)));
+  json norm_cfg = cfg;
+  if (spec->normalize_hf_config) spec->normalize_hf_config(norm_cfg);
+  BALLAST_RETURN_IF_ERROR(with_file(read_hf_common(norm_cfg, "config.json", mc)));
+  BALLAST_RETURN_IF_ERROR(with_file(spec->read_hf_config(norm_cfg, mc)));
   const std::string gen_path = (fs::path(dir) / "generation_config.json").string();
   if (fs::exists(gen_path)) {
     BALLAST_ASSIGN_OR_RETURN(lm.generation_config, read_json_file(gen_path));
@@ -138,8 +140,9 @@ static Result<LoadedModel> load_gguf(const std::string& path) {
     ws->add(std::move(w));
   }
   ws->keep(lm.gguf);
+  ws->gguf = true;
   if (mc.vocab_size == 0)
-    if (const Weight* e = ws->find("model.embed_tokens.weight"); e && !e->shape.empty()) mc.vocab_size = e->shape[0];
+    if (const Weight* e = ws->find(spec->embedding_tensor); e && !e->shape.empty()) mc.vocab_size = e->shape[0];
   BALLAST_RETURN_IF_ERROR(check_required(*spec, mc, *ws));
   lm.arch_key = spec->key;
   lm.weights = ws;

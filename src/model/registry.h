@@ -33,6 +33,9 @@ struct ArchSpec {
   // Names of every tensor the config requires (used for completeness tests and errors).
   std::vector<std::string> (*required_tensors)(const ModelConfig& cfg);
   std::unique_ptr<Model> (*create)(ModelConfig cfg);  // unbound; Model::bind uploads
+  const char* embedding_tensor = "model.embed_tokens.weight";  // HF name (GGUF vocab size from its rows)
+  // Renames/defaults config.json fields into the common names before they are read (GPT-2's n_embd, ...).
+  void (*normalize_hf_config)(nlohmann::json& cfg) = nullptr;
 };
 
 const std::vector<const ArchSpec*>& registry();
@@ -42,5 +45,6 @@ const ArchSpec* find_arch_gguf(const std::string& gguf_arch);
 // Arch specs, defined in arch/*.cpp.
 const ArchSpec& llama_arch();
 const ArchSpec& gemma3_arch();
+const ArchSpec& gpt2_arch();
 
 }  // namespace ballast::model

@@ -45,6 +45,7 @@ class WeightSet {
   // Keeps memory alive that weights point into (mmaps, owned buffers).
   void keep(std::shared_ptr<const void> p) { keepalive_.push_back(std::move(p)); }
   std::string origin;            // file or directory the weights came from
+  bool gguf = false;             // GGUF layouts: linears are (out, in) even where HF stores Conv1D (in, out)
 
  private:
   std::map<std::string, Weight> weights_;

@@ -1,6 +1,6 @@
 // GPU suite (run by tools/test_gpu.sh on a GPU machine; CI only compiles it):
-// kernels against CPU references with a per-dtype tolerance, the CUDA model's logits
-// against the CPU model (tiny fixture + random smollm2-135m with identical bf16
+// kernels against CPU references with a per-dtype tolerance, each model on the CUDA
+// backend against the same model on the CPU backend (tiny fixture + random smollm2-135m with identical bf16
 // weights), greedy + non-finite flags, out-of-range ids rejected with the context alive.
 #include <algorithm>
 #include <cmath>
@@ -13,11 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda/cuda_model.h"
+#include "backend/backend.h"
 #include "gpu_check.h"
 #include "backend/cuda/kernels.h"
 #include "model/loader.h"
 #include "model/random_model.h"
+#include "model/binder.h"
+#include "engine/block_manager.h"
+#include "engine/sampler.h"
+#include <map>
 
 using namespace ballast;
 #define CHECK GPU_CHECK
@@ -121,22 +125,82 @@ static void test_greedy_flags() {
   cudaFree(scratch);
 }
 
+// A batch in the old test form (tokens of several sequences), turned into a step plan with
+// a block manager per model, as the engine does.
+struct TestBatch {
+  std::vector<int32_t> tokens, positions, seqs;
+  std::vector<uint8_t> want;
+  void add(int32_t tok, int32_t pos, int32_t seq, bool logits) {
+    tokens.push_back(tok);
+    positions.push_back(pos);
+    seqs.push_back(seq);
+    want.push_back(logits ? 1 : 0);
+  }
+};
+
+struct Runner {
+  model::Model& m;
+  engine::BlockManager blocks;
+  explicit Runner(model::Model& model) : m(model) {
+    auto n = m.backend().init_kv(m.kv_layout(), 1024);
+    CHECK(n.ok(), "init_kv: %s", n.ok() ? "" : n.status().message().c_str());
+    blocks = engine::BlockManager(n.ok() ? n.value() : 0);
+  }
+  // Raw logits (return_logits) and/or greedy rows (greedy=true: temperature 0 through the chain).
+  Status run(const TestBatch& b, bool greedy, const std::vector<uint8_t>* valid, backend::StepResult& out) {
+    backend::StepPlan plan;
+    std::vector<int32_t> seqs;
+    std::map<int32_t, int32_t> row_of;
+    for (size_t i = 0; i < b.tokens.size(); ++i) {
+      auto [it, fresh] = row_of.emplace(b.seqs[i], static_cast<int32_t>(seqs.size()));
+      if (fresh) seqs.push_back(b.seqs[i]);
+      Status st = blocks.reserve(b.seqs[i], b.positions[i] + 1);
+      if (!st.ok()) return st;
+      plan.tokens.push_back(b.tokens[i]);
+      plan.positions.push_back(b.positions[i]);
+      plan.seq_row.push_back(it->second);
+      if (b.want[i]) plan.logit_rows.push_back(static_cast<int32_t>(i));
+    }
+    plan.n_seqs = static_cast<int32_t>(seqs.size());
+    for (int32_t s : seqs) plan.max_blocks = std::max<int32_t>(plan.max_blocks, static_cast<int32_t>(blocks.table(s).size()));
+    plan.block_tables.assign(static_cast<size_t>(plan.n_seqs) * plan.max_blocks, -1);
+    for (int32_t r = 0; r < plan.n_seqs; ++r) {
+      const auto& t = blocks.table(seqs[r]);
+      std::copy(t.begin(), t.end(), plan.block_tables.begin() + static_cast<size_t>(r) * plan.max_blocks);
+    }
+    backend::LogitsRequest req;
+    req.valid = valid;
+    req.return_logits = !greedy;
+    static const engine::SamplingParams kGreedy = [] {
+      engine::SamplingParams p;
+      p.temperature = 0;
+      return p;
+    }();
+    if (greedy)
+      for (size_t r = 0; r < plan.logit_rows.size(); ++r) {
+        backend::SampleRow row;
+        row.params = &kGreedy;
+        req.rows.push_back(row);
+      }
+    return m.step(plan, req, {}, out);
+  }
+};
+
 // Runs the same batches on the CPU model and the CUDA model; compares every logits row.
 // tol: worst row; tol_median: median row (bf16 activations compound in high-gain models).
-static void compare_models(model::Model& cpu, model::Model& gpu, const std::vector<model::Batch>& steps, double tol,
+static void compare_models(model::Model& cpu, model::Model& gpu, const std::vector<TestBatch>& steps, double tol,
                            const char* what, double tol_median = 0) {
-  engine::KvCache kc(cpu.kv_shape(), 1024), kg(gpu.kv_shape(), 1024, false);
+  Runner rc(cpu), rg(gpu);
   for (size_t s = 0; s < steps.size(); ++s) {
-    const auto& b = steps[s];
-    for (int32_t q : b.seqs) {
-      kc.reserve(q, 4096);
-      kg.reserve(q, 4096);
-    }
-    std::vector<float> lc, lg;
-    Status a = cpu.forward(b, kc, lc, {}), c = gpu.forward(b, kg, lg, {});
+    backend::StepResult oc, og;
+    Status a = rc.run(steps[s], false, nullptr, oc), c = rg.run(steps[s], false, nullptr, og);
     CHECK(a.ok() && c.ok(), "%s step %zu: cpu %s / gpu %s", what, s, a.message().c_str(), c.message().c_str());
     if (!a.ok() || !c.ok()) return;
+    const auto& lc = oc.logits;
+    const auto& lg = og.logits;
     const size_t V = cpu.head_rows();
+    CHECK(lg.size() == lc.size(), "%s step %zu: %zu vs %zu logits", what, s, lg.size(), lc.size());
+    if (lg.size() != lc.size()) return;
     std::vector<double> errs;
     for (size_t r = 0; r < lc.size() / V; ++r) errs.push_back(rel_err(lg, lc, r * V, V));
     std::sort(errs.begin(), errs.end());
@@ -147,156 +211,167 @@ static void compare_models(model::Model& cpu, model::Model& gpu, const std::vect
   }
 }
 
+// One checkpoint bound twice: on the CPU backend and on the CUDA backend.
+struct Pair {
+  model::LoadedModel cpu, gpu;
+  bool ok = false;
+};
+static Pair load_pair(const std::string& path) {
+  Pair p;
+  auto a = path.rfind("random:", 0) == 0 ? model::load_random(model::random_preset(path).value()) : model::load_model(path);
+  auto b = path.rfind("random:", 0) == 0 ? model::load_random(model::random_preset(path).value()) : model::load_model(path);
+  CHECK(a.ok() && b.ok(), "load %s: %s", path.c_str(), a.ok() ? "" : a.status().message().c_str());
+  if (!a.ok() || !b.ok()) return p;
+  p.cpu = std::move(a.value());
+  p.gpu = std::move(b.value());
+  auto cb = backend::create_cuda_backend({});
+  CHECK(cb.ok(), "create cuda backend: %s", cb.ok() ? "" : cb.status().message().c_str());
+  if (!cb.ok()) return p;
+  std::shared_ptr<backend::Backend> gb(std::move(cb.value()));
+  std::shared_ptr<backend::Backend> cpub(backend::create_cpu_backend({}, std::make_shared<ThreadPool>(8)));
+  Status s1, s2;
+  if (path.rfind("random:", 0) == 0) {
+    const int64_t rows = model::random_preset(path).value().rows;
+    model::Binder b1(*cpub, 99, rows), b2(*gb, 99, rows);
+    s1 = p.cpu.model->bind(b1);
+    s2 = p.gpu.model->bind(b2);
+    p.cpu.model->set_backend(cpub);
+    p.gpu.model->set_backend(gb);
+  } else {
+    s1 = model::bind_model(p.cpu, cpub);
+    s2 = model::bind_model(p.gpu, gb);
+  }
+  CHECK(s1.ok() && s2.ok(), "bind %s: cpu %s / gpu %s", path.c_str(), s1.message().c_str(), s2.message().c_str());
+  p.ok = s1.ok() && s2.ok();
+  return p;
+}
+
 // Fixture checkpoints (tiny, high-gain random models) on the CPU and the GPU. bf16
 // tolerance: HF transformers itself in bf16 differs from its fp32 logits by up to 6.3% per
 // row (median 1.5%) on the llama fixture; the GPU keeps the residual in fp32 but rounds
 // activations to bf16, so it gets the same class of error.
 static void test_fixture(const char* name) {
-  auto lm = model::load_model(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name);
-  CHECK(lm.ok(), "load fixture %s: %s", name, lm.status().message().c_str());
-  if (!lm.ok()) return;
-  auto pool = std::make_shared<ThreadPool>(4);
-  std::shared_ptr<model::Model> cpu(std::move(lm.value().model));
-  cpu->set_pool(pool);
-  std::shared_ptr<const model::WeightSet> ws(cpu, &cpu->weights());
-  auto g = cuda::create_cuda_model(cpu->config(), ws, {});
-  CHECK(g.ok(), "create cuda fixture %s: %s", name, g.status().message().c_str());
-  if (!g.ok()) return;
+  auto p = load_pair(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name);
+  if (!p.ok) return;
+  auto& cpu = *p.cpu.model;
   std::mt19937 rng(1);
-  const int vocab = static_cast<int>(std::min<int64_t>(1000, cpu->embedding_rows()));
-  model::Batch p;  // 37-token prompt (past the gemma3 fixture's window of 8) + a 5-token one
-  for (int i = 0; i < 37; ++i) p.add(rng() % vocab, i, 0, true);
-  for (int i = 0; i < 5; ++i) p.add(rng() % vocab, i, 1, true);
-  model::Batch d;  // decode both (the fused small-batch path)
+  const int vocab = static_cast<int>(std::min<int64_t>(1000, cpu.embedding_rows()));
+  TestBatch a;  // 37-token prompt (past the gemma3 fixture's window of 8) + a 5-token one
+  for (int i = 0; i < 37; ++i) a.add(rng() % vocab, i, 0, true);
+  for (int i = 0; i < 5; ++i) a.add(rng() % vocab, i, 1, true);
+  TestBatch d;  // decode both (the fused small-batch path)
   d.add(5, 37, 0, true);
   d.add(6, 5, 1, true);
-  model::Batch c;  // a 20-token chunk continuing sequence 0 next to a decode of sequence 1
+  TestBatch c;  // a 20-token chunk continuing sequence 0 next to a decode of sequence 1
   for (int i = 38; i < 58; ++i) c.add(rng() % vocab, i, 0, true);
   c.add(7, 6, 1, true);
-  compare_models(*cpu, *g.value(), {p, d, c}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
+  compare_models(cpu, *p.gpu.model, {a, d, c}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
 }
 
 // Vocabulary safety on the GPU, at the model level (the audit's mask is what the runtime
 // passes): padding rows (the raw argmax in this fixture) are never selected; a NaN weight
-// gives the non-finite flag (id -1) for the affected rows, and the next step still runs.
-static std::unique_ptr<model::Model> gpu_fixture(const char* name, std::shared_ptr<model::Model>& cpu_out) {
-  auto lm = model::load_model(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name);
-  CHECK(lm.ok(), "load fixture %s: %s", name, lm.status().message().c_str());
-  if (!lm.ok()) return nullptr;
-  cpu_out = std::shared_ptr<model::Model>(std::move(lm.value().model));
-  cpu_out->set_pool(std::make_shared<ThreadPool>(4));
-  std::shared_ptr<const model::WeightSet> ws(cpu_out, &cpu_out->weights());
-  auto g = cuda::create_cuda_model(cpu_out->config(), ws, {});
-  CHECK(g.ok(), "create cuda fixture %s: %s", name, g.status().message().c_str());
-  return g.ok() ? std::move(g.value()) : nullptr;
-}
-
+// gives a non-finite error for the affected rows, and the next step still runs.
 static void test_vocab_safety() {
-  std::shared_ptr<model::Model> cpu;
   {
-    auto g = gpu_fixture("vocab_gemma3_padding_rows", cpu);
-    if (g) {
-      const int64_t rows = g->head_rows(), tok = 262145;  // tokenizer ids 0..262144
+    auto p = load_pair(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/vocab_gemma3_padding_rows");
+    if (p.ok) {
+      auto& g = *p.gpu.model;
+      const int64_t rows = g.head_rows(), tok = 262145;  // tokenizer ids 0..262144
       CHECK(rows == 262208, "padding fixture rows %lld", (long long)rows);
       std::vector<uint8_t> valid(rows, 1);
       for (int64_t i = tok; i < rows; ++i) valid[i] = 0;
-      engine::KvCache kv(g->kv_shape(), 64, false);
-      // the reference case's prompt (its raw argmax is a padding row)
       std::ifstream f(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/vocab_gemma3_padding_rows/expected.json");
       const auto ids0 = nlohmann::json::parse(f)["cases"][0]["prompt_ids"].get<std::vector<int32_t>>();
       const int np = static_cast<int>(ids0.size());
-      model::Batch b;
+      TestBatch b;
       for (int i = 0; i < np; ++i) b.add(ids0[i], i, 0, i + 1 == np);
-      std::vector<float> lg;
-      Status st = g->forward(b, kv, lg, {});
-      CHECK(st.ok(), "padding fixture forward: %s", st.message().c_str());
-      int raw = 0;
-      for (int64_t i = 1; i < rows; ++i)
-        if (lg[i] > lg[raw]) raw = static_cast<int>(i);
-      CHECK(raw >= tok, "the fixture's raw argmax should be a padding row, got %d", raw);
-      g->release_sequence(0);
-      std::vector<int32_t> ids;
-      std::vector<float> lps;
-      for (int step = 0; step < 8 && st.ok(); ++step) {
-        model::Batch s1;
+      {
+        Runner r(g);
+        backend::StepResult out;
+        Status st = r.run(b, false, nullptr, out);
+        CHECK(st.ok(), "padding fixture forward: %s", st.message().c_str());
+        if (st.ok()) {
+          int raw = 0;
+          for (int64_t i = 1; i < rows; ++i)
+            if (out.logits[i] > out.logits[raw]) raw = static_cast<int>(i);
+          CHECK(raw >= tok, "the fixture's raw argmax should be a padding row, got %d", raw);
+        }
+      }
+      Runner r(g);
+      int32_t last = -1;
+      for (int step = 0; step < 8; ++step) {
+        TestBatch s1;
         if (step == 0) s1 = b;
-        else s1.add(ids[0], np - 1 + step, 0, true);
-        st = g->forward_greedy(s1, kv, &valid, ids, lps, {});
-        CHECK(st.ok() && ids.size() == 1 && ids[0] >= 0 && ids[0] < tok, "step %d: greedy id %d must be < %lld (%s)",
-              step, ids.empty() ? -2 : ids[0], (long long)tok, st.message().c_str());
+        else s1.add(last, np - 1 + step, 0, true);
+        backend::StepResult out;
+        Status st = r.run(s1, true, &valid, out);
+        const bool ok = st.ok() && out.rows.size() == 1 && out.rows[0].status.ok();
+        last = ok ? out.rows[0].sample.id : -1;
+        CHECK(ok && last >= 0 && last < tok, "step %d: greedy id %d must be < %lld (%s)", step, last, (long long)tok,
+              st.message().c_str());
+        if (!ok) break;
       }
     }
   }
   {
-    auto g = gpu_fixture("vocab_nan_weight", cpu);
-    if (g) {
-      std::vector<uint8_t> valid(g->head_rows(), 1);
-      engine::KvCache kv(g->kv_shape(), 64, false);
-      model::Batch b;
+    auto p = load_pair(std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/vocab_nan_weight");
+    if (p.ok) {
+      auto& g = *p.gpu.model;
+      std::vector<uint8_t> valid(g.head_rows(), 1);
+      Runner r(g);
+      TestBatch b;
       for (int i = 0; i < 4; ++i) b.add(1 + i, i, 0, i == 3);
-      std::vector<int32_t> ids;
-      std::vector<float> lps;
-      Status st = g->forward_greedy(b, kv, &valid, ids, lps, {});
-      CHECK(st.ok() && ids.size() == 1 && ids[0] == -1, "NaN weight: row must be flagged non-finite (id %d, %s)",
-            ids.empty() ? -2 : ids[0], st.message().c_str());
-      g->release_sequence(0);
-      st = g->forward_greedy(b, kv, &valid, ids, lps, {});
+      backend::StepResult out;
+      Status st = r.run(b, true, &valid, out);
+      CHECK(st.ok() && out.rows.size() == 1 && out.rows[0].status.code() == ErrorCode::kNumericalError,
+            "NaN weight: row must fail as non-finite (%s / %s)", st.message().c_str(),
+            out.rows.empty() ? "no row" : out.rows[0].status.message().c_str());
+      r.blocks.release(0);
+      st = r.run(b, true, &valid, out);
       CHECK(st.ok(), "context alive after a non-finite step: %s", st.message().c_str());
     }
   }
 }
 
 static void test_random_smollm() {
-  auto pre = model::random_preset("random:smollm2-135m");
-  auto lm = model::load_random_cpu(pre.value(), 99);
-  CHECK(lm.ok(), "random cpu: %s", lm.status().message().c_str());
-  if (!lm.ok()) return;
-  std::shared_ptr<model::Model> cpu(std::move(lm.value().model));
-  cpu->set_pool(std::make_shared<ThreadPool>(8));
-  std::shared_ptr<const model::WeightSet> ws(cpu, &cpu->weights());
-  auto g = cuda::create_cuda_model(cpu->config(), ws, {});
-  CHECK(g.ok(), "create cuda smollm: %s", g.status().message().c_str());
-  if (!g.ok()) return;
-  auto& gm = *g.value();
+  auto p = load_pair("random:smollm2-135m");
+  if (!p.ok) return;
+  auto& gm = *p.gpu.model;
   std::mt19937 rng(2);
   // step 1: long prompt (4 prefill tiles) + short prompt (row kernel)
-  model::Batch a;
+  TestBatch a;
   for (int i = 0; i < 200; ++i) a.add(rng() % 49152, i, 0, true);
   for (int i = 0; i < 7; ++i) a.add(rng() % 49152, i, 1, true);
   // step 2: chunk continuation (tiles starting at 200) mixed with a decode row
-  model::Batch b;
+  TestBatch b;
   for (int i = 200; i < 270; ++i) b.add(rng() % 49152, i, 0, true);
   b.add(rng() % 49152, 7, 1, true);
   // step 3: decode both
-  model::Batch c;
+  TestBatch c;
   c.add(11, 270, 0, true);
   c.add(12, 8, 1, true);
-  compare_models(*cpu, gm, {a, b, c}, 2e-2, "random smollm2-135m");
+  compare_models(*p.cpu.model, gm, {a, b, c}, 2e-2, "random smollm2-135m");
 
   // Out-of-range id: rejected before any kernel; the context keeps working.
-  engine::KvCache kg(gm.kv_shape(), 64, false);
-  kg.reserve(5, 64);
-  model::Batch bad;
+  Runner r(gm);
+  TestBatch bad;
   bad.add(49152, 0, 5, true);
-  std::vector<float> lg;
-  Status st = gm.forward(bad, kg, lg, {});
+  backend::StepResult out;
+  Status st = r.run(bad, false, nullptr, out);
   CHECK(!st.ok() && st.code() == ErrorCode::kInvalidTokenId, "oob id must fail with invalid_token_id: %s", st.message().c_str());
-  model::Batch ok;
+  TestBatch ok;
   ok.add(3, 0, 5, true);
-  std::vector<int32_t> ids;
-  std::vector<float> lps;
   std::vector<uint8_t> valid(gm.head_rows(), 1);
-  st = gm.forward_greedy(ok, kg, &valid, ids, lps, {});
-  CHECK(st.ok() && ids.size() == 1 && ids[0] >= 0, "context alive after oob id: %s", st.message().c_str());
-  gm.release_sequence(5);
+  st = r.run(ok, true, &valid, out);
+  CHECK(st.ok() && out.rows.size() == 1 && out.rows[0].status.ok(), "context alive after oob id: %s", st.message().c_str());
+  const int32_t greedy = st.ok() && !out.rows.empty() ? out.rows[0].sample.id : -2;
+  r.blocks.release(5);
   // Greedy agrees with the logits' argmax.
-  st = gm.forward(ok, kg, lg, {});
+  st = r.run(ok, false, nullptr, out);
   int best = 0;
-  for (int i = 1; i < gm.head_rows(); ++i)
-    if (lg[i] > lg[best]) best = i;
-  gm.release_sequence(5);
-  st = gm.forward_greedy(ok, kg, &valid, ids, lps, {});
-  CHECK(st.ok() && ids[0] == best, "greedy id %d vs argmax %d", ids.empty() ? -2 : ids[0], best);
+  for (int i = 1; i < gm.head_rows() && st.ok(); ++i)
+    if (out.logits[i] > out.logits[best]) best = i;
+  CHECK(st.ok() && greedy == best, "greedy id %d vs argmax %d", greedy, best);
 }
 
 void run_kernel_gpu_tests();
@@ -305,10 +380,10 @@ void run_sampler_gpu_tests();
 void run_kernel_bench();
 
 int main(int argc, char** argv) {
-  Status av = cuda::cuda_available();
-  if (!av.ok()) {
-    std::printf("SKIP: %s\n", av.message().c_str());
-    return 0;
+  int n_dev = 0;
+  if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+    std::printf("FAIL: no usable CUDA device (the GPU suite needs one)\n");
+    return 1;
   }
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;  // compute-sanitizer
   if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
@@ -324,7 +399,7 @@ int main(int argc, char** argv) {
   run_sampler_gpu_tests();
   std::printf("[vocabulary safety on the GPU]\n");
   test_vocab_safety();
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3"}) {
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"}) {
     std::printf("[fixture %s vs CPU]\n", f);
     test_fixture(f);
   }

@@ -23,20 +23,23 @@ Result<backend::WeightId> CpuBackend::add_matrix(const backend::MatrixSource& m)
   mat.rows = m.rows;
   mat.cols = m.cols;
   if (m.random) {
-    // bf16 uniform(-a, a), std 0.02, from a counter hash: reproducible and parallel.
+    // bf16 uniform(-a, a), std 0.02, from a counter hash of (seed, index): the formula of
+    // the CUDA fill (random.cu), so both backends hold the same random weights.
     auto buf = std::shared_ptr<uint16_t[]>(new uint16_t[static_cast<size_t>(m.rows * m.cols)]);
     const float a = 0.02f * std::sqrt(3.0f);
     const int64_t n = m.rows * m.cols;
     pool_->parallel_for(n, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        const double u = backend::chain_uniform(m.seed, static_cast<uint64_t>(i));
-        buf[i] = fp32_to_bf16(static_cast<float>((2 * u - 1) * a));
+        const uint64_t r = backend::chain_mix64(m.seed ^ backend::chain_mix64(static_cast<uint64_t>(i)));
+        const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);
+        buf[i] = fp32_to_bf16((2.0f * u - 1.0f) * a);
       }
     });
     mat.parts.push_back({DType::kBF16, m.rows, m.cols, reinterpret_cast<const uint8_t*>(buf.get())});
     mat.owned = buf;
   } else {
     for (const auto& p : m.parts) mat.parts.push_back({p.dtype, p.rows, m.cols, p.data});
+    mat.owned = std::const_pointer_cast<void>(m.keep);
   }
   mats_.push_back(std::move(mat));
   return static_cast<backend::WeightId>(mats_.size() - 1);
