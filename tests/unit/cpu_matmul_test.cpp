@@ -8,7 +8,7 @@
 
 #include "backend/cpu/dot_kernels.h"
 #include "backend/cpu/matmul.h"
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "cpu_test_util.h"
 
 namespace ballast::cpu {

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "backend/cpu/quant.h"
+#include "core/quant.h"
 #include "core/dtype.h"
 
 namespace ballast::cpu::testing {

@@ -35,7 +35,7 @@ class CpuOps : public backend::Ops {
     const Matrix& m = be_.matrix(table);
     Tensor x = alloc(n_, m.cols);
     for (int64_t i = 0; i < n_; ++i)
-      if (plan_.positions[i] >= m.rows) {
+      if (plan_.positions[i] < 0 || plan_.positions[i] >= m.rows) {
         fail(error(ErrorCode::kContextLengthExceeded, "position " + std::to_string(plan_.positions[i]) +
                                                           " is beyond the model's " + std::to_string(m.rows) +
                                                           " learned positions"));

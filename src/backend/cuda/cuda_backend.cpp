@@ -10,6 +10,7 @@
 #if BALLAST_HAVE_CUDA
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 

@@ -63,9 +63,9 @@ Status check_tokens(const backend::StepPlan& p, int64_t rows) {
 Status check_positions(const backend::StepPlan& p, int64_t rows) {
   for (size_t i = 0; i < p.positions.size(); ++i)
     if (p.positions[i] < 0 || p.positions[i] >= rows)
-      return error(ErrorCode::kContextLengthExceeded, "position " + std::to_string(p.positions[i]) + " at batch row " +
-                                                          std::to_string(i) + " is outside the learned position table [0, " +
-                                                          std::to_string(rows) + ")");
+      return error(ErrorCode::kContextLengthExceeded, "position " + std::to_string(p.positions[i]) +
+                                                          " is beyond the model's " + std::to_string(rows) +
+                                                          " learned positions");
   return Status();
 }
 
@@ -188,7 +188,7 @@ Status CudaOps::before_write(int id) {
 }
 
 bool CudaOps::small(int64_t n, int64_t K) const {
-  return n >= 1 && n <= kGemvMaxTokens && K % 8 == 0 && !d_.no_fused_gemv;
+  return n >= 1 && n <= gemv_route_max_tokens() && K % 8 == 0 && !d_.no_fused_gemv;
 }
 
 // The caller holds a Temps: an f32 operand is converted into a temporary.

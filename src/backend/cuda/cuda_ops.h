@@ -7,15 +7,17 @@
 // are the dry run's offsets in the arena.
 //
 // Fusions, decided per op from the tensors' states:
-//   - RMSNorm (no bias) is lazy: norm() returns a tensor "pending norm of x"; a small-batch
-//     linear / linear_glu / linear_add fuses it into the GEMV prologue (and the GEMV also
-//     stores the normed rows, so the tensor is then materialized); add(residual, pending
+//   - RMSNorm (no bias) is lazy: norm() returns a tensor "pending norm of x"; a linear /
+//     linear_glu / linear_add routed to the GEMV (n <= gemv_route_max_tokens(): single-token
+//     decode by default) fuses it into the GEMV prologue (and the GEMV also stores the
+//     normed rows, so the tensor is then materialized); add(residual, pending
 //     norm of a bf16 tensor) is one kernel (Gemma's post-norms); anything else runs the
 //     norm kernel first. A tensor about to be modified in place (add, linear_add, attention)
 //     first materializes every pending norm that reads it.
 //   - linear(.., bias) leaves the bias pending: attention passes it to qkv_post (Qwen2),
 //     other consumers add it first.
-//   - linear_add at small batch: the residual add is the GEMV epilogue.
+//   - linear_add / linear_glu on the GEMV route: the residual add / the GLU is the GEMV
+//     epilogue; otherwise cuBLAS into a temporary, then an add / glu kernel.
 #pragma once
 #include <string>
 #include <vector>

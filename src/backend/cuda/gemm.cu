@@ -1,6 +1,8 @@
 // Linear layers: Y (n, N) = X (n, K) @ W (N, K)^T with bf16 operands, fp32 accumulate.
-// n <= 8 (decode at small batch): a bandwidth-bound GEMV that streams each weight row
-// once with 16-byte loads, with optional fusions (see GemvArgs); larger n: cuBLAS.
+// n <= gemv_route_max_tokens() (single-token decode by default; the kernel takes n <= 8): a
+// bandwidth-bound GEMV that streams each weight row once with 16-byte loads, with optional
+// fusions (see GemvArgs); larger n: cuBLAS.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -240,6 +242,14 @@ void cublas_gemm(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, i
 }
 }  // namespace
 
+int gemv_route_max_tokens() {
+  static const int v = [] {
+    const char* e = std::getenv("BALLAST_GEMV_MAX_TOKENS");
+    return e && *e ? std::clamp(std::atoi(e), 0, kGemvMaxTokens) : 1;
+  }();
+  return v;
+}
+
 bool gemv_small(const GemvArgs& args, GemvEpi epi, cudaStream_t s) {
   if (args.K % 8 != 0 || args.n < 1 || args.n > kGemvMaxTokens) return false;
   GemvArgs a = args;
@@ -269,13 +279,13 @@ bool gemv_small(const GemvArgs& args, GemvEpi epi, cudaStream_t s) {
 
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s) {
   GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y, 1};
-  if (gemv_small(a, GemvEpi::kStoreBf16, s)) return;
+  if (n <= gemv_route_max_tokens() && gemv_small(a, GemvEpi::kStoreBf16, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_16BF, s);
 }
 
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s) {
   GemvArgs a{W, N, K, X, nullptr, nullptr, 0.0f, 0.0f, n, Y, 1};
-  if (gemv_small(a, GemvEpi::kStoreF32, s)) return;
+  if (n <= gemv_route_max_tokens() && gemv_small(a, GemvEpi::kStoreF32, s)) return;
   cublas_gemm(h, W, N, K, X, n, Y, CUDA_R_32F, s);
 }
 

@@ -102,7 +102,8 @@ void attention_prefill(const AttnArgs& a, const PrefillTile* tiles, int n_tiles,
 // 128; false, nothing launched, for others).
 bool attention_prefill_mma(const AttnArgs& a, const PrefillTile* tiles, int n_tiles, cudaStream_t s);
 
-// ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate.
+// ---- gemm.cu: Y (n, N) = X (n, K) @ W (N, K)^T. bf16 in, fp32 accumulate (cuBLAS, or
+// gemv_small for n <= gemv_route_max_tokens()).
 void gemm_bf16(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, bf16* Y, cudaStream_t s);
 void gemm_bf16_f32out(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, float* Y, cudaStream_t s);
 // Small-batch GEMV (1 <= n <= kGemvMaxTokens tokens) with fusions for the decode path.
@@ -129,6 +130,12 @@ struct GemvArgs {
 };
 // false (nothing launched) when n or K are outside what the GEMV handles.
 bool gemv_small(const GemvArgs& a, GemvEpi epi, cudaStream_t s);
+// Largest n that gemm_bf16 / gemm_bf16_f32out and the backend's fused paths route to
+// gemv_small; larger n go to cuBLAS. BALLAST_GEMV_MAX_TOKENS (0..kGemvMaxTokens), default 1:
+// measured on H200 (bf16 decode step, graphs on), cuBLAS beats the GEMV from n = 2 on
+// (8B shape: 5.6 vs 6.8 ms at n = 2, 5.7 vs 16-27 ms at n = 8; 1B and 0.5B shapes alike),
+// while at n = 1 the GEMV wins on small models (0.5B: 1.06 vs 1.35 ms; 8B: 6.35 vs 5.49 ms).
+int gemv_route_max_tokens();
 
 // ---- sampling.cu: per logits row: greedy id over valid rows (mask may be null),
 // log-probability of that id, and a non-finite flag (id -1) when any valid logit is

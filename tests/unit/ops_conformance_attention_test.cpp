@@ -1,0 +1,17 @@
+// Attention conformance on the CPU backend: every case of
+// ops_conformance_attention_cases.h against the float64 reference (see that header).
+#include <gtest/gtest.h>
+
+#include "ops_conformance_attention_cases.h"
+#include "ops_conformance_gtest.h"
+
+namespace ballast::ops_test {
+namespace {
+
+class OpsAttention : public ::testing::TestWithParam<OpCase> {};
+TEST_P(OpsAttention, Cpu) { run_on_cpu(GetParam()); }
+INSTANTIATE_TEST_SUITE_P(Ops, OpsAttention, ::testing::ValuesIn(attention_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace ballast::ops_test
