@@ -377,6 +377,7 @@ static void test_random_smollm() {
 void run_kernel_gpu_tests();
 void run_qkv_post_gpu_tests();
 void run_sampler_gpu_tests();
+void run_ops_gpu_tests(bool quick);
 void run_kernel_bench();
 
 int main(int argc, char** argv) {
@@ -397,6 +398,8 @@ int main(int argc, char** argv) {
   run_kernel_gpu_tests();
   run_qkv_post_gpu_tests();
   run_sampler_gpu_tests();
+  std::printf("[op conformance: CUDA vs float64 and CPU]\n");
+  run_ops_gpu_tests(quick);
   std::printf("[vocabulary safety on the GPU]\n");
   test_vocab_safety();
   for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"}) {

@@ -429,7 +429,9 @@ class Harness {
   std::map<int64_t, WeightId> ident_, read_w_;
 };
 
-// A case: a name (gtest-safe) and what it does on a backend.
+// A case: a name (gtest-safe) and what it does on a fresh backend. A backend may capture a
+// step's forward and replay it for a later step of the same shape (CUDA decode graphs), so
+// a case issues one forward per step shape (the same lambda for every step of a scenario).
 struct OpCase {
   std::string name;
   std::function<void(Harness&)> run;

@@ -107,7 +107,16 @@ Status CpuBackend::run(const backend::StepPlan& plan, const Forward& forward, co
                        const backend::StepOptions& opts, backend::StepResult& out) {
   if (plan.size() == 0) return error(ErrorCode::kInvalidArgument, "empty step");
   if (!kv_) return error(ErrorCode::kInternal, "KV pool not initialized");
+  if (plan.positions.size() != plan.size() || plan.seq_row.size() != plan.size() ||
+      plan.block_tables.size() != static_cast<size_t>(plan.n_seqs) * plan.max_blocks)
+    return error(ErrorCode::kInternal, "step plan: inconsistent sizes");
+  for (int32_t r : plan.logit_rows)
+    if (r < 0 || r >= static_cast<int32_t>(plan.size())) return error(ErrorCode::kInternal, "step plan: logit row out of range");
   for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan.seq_row[i] < 0 || plan.seq_row[i] >= plan.n_seqs || plan.positions[i] < 0 ||
+        plan.positions[i] >= static_cast<int64_t>(plan.max_blocks) * backend::kKvBlockTokens)
+      return error(ErrorCode::kInternal, "step plan: token " + std::to_string(i) + " (position " +
+                                             std::to_string(plan.positions[i]) + ") outside its block table");
     const int32_t b = plan.block_of(static_cast<int64_t>(i));
     if (b < 0 || b >= blocks_)
       return error(ErrorCode::kInternal, "KV block table entry " + std::to_string(b) + " out of range (pool of " +
