@@ -55,7 +55,8 @@ class Backend {
 
   using Forward = std::function<Status(Ops&)>;
   // One step: validates ids (kInvalidTokenId before anything runs), runs `forward`, then
-  // the logits chain for req.rows.
+  // the logits chain for req.rows. A backend serves one model: `forward` must issue the
+  // same ops for steps of the same shape (CUDA replays captured graphs keyed by shape).
   virtual Status run(const StepPlan& plan, const Forward& forward, const LogitsRequest& req,
                      const StepOptions& opts, StepResult& out) = 0;
 };

@@ -93,7 +93,7 @@ class Ops {
   // qkv: (n, (n_heads + 2 n_kv) * head_dim), rows [q heads | k heads | v heads], bias
   // already added. Per-head q/k norm, RoPE at each token's position, K/V written to this
   // layer's cache at the step's slots, attention over the sequence's cache:
-  // (n, n_heads * head_dim).
+  // (n, n_heads * head_dim). qkv is rewritten in place and must be a `linear` output.
   virtual Tensor attention(Tensor qkv, const AttentionSpec& a) = 0;
   // The step's logits: the rows of x that want logits, normed, times head^T, optionally
   // soft-capped: (m, rows(head)). Then the backend runs the logits chain on them.

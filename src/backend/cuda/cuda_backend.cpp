@@ -266,7 +266,7 @@ Status CudaBackend::capture(const GraphKey& key, const StepIndex& st, const Forw
   e = cudaGraphInstantiate(&exec, g, 0);
   cudaGraphDestroy(g);
   if (e != cudaSuccess) return error(ErrorCode::kInternal, std::string("CUDA graph instantiate: ") + cudaGetErrorString(e));
-  graphs_[key] = GraphEntry{exec, epoch_, rec};
+  graphs_[key] = GraphEntry{exec, epoch_};
   CU_RETURN(cudaGraphLaunch(exec, d_.stream));
   return Status();
 }
@@ -283,34 +283,23 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
   Tail tail = Tail::kNone;
   BALLAST_RETURN_IF_ERROR(prepare_tail(req, st.m, tail));
   BALLAST_RETURN_IF_ERROR(set_valid(req.valid));
+  // Dry run, every step: checks every op (token ids included) before anything launches,
+  // sizes the buffers (the real run then allocates the same arena offsets), and
+  // fingerprints the op sequence, so a graph replays only the forward it was captured from.
+  // Host work only (no launch, no sync).
+  CudaOps dry(d_, st, true);
+  Status fs = forward(dry);
+  BALLAST_RETURN_IF_ERROR(dry.status());
+  BALLAST_RETURN_IF_ERROR(fs);
+  const OpsRecord rec = dry.record();
+  if (st.m > 0 && (tail != Tail::kNone || req.return_logits) && !rec.logits_called)
+    return error(ErrorCode::kInternal, "CUDA backend: the forward issued no logits op");
+  BALLAST_RETURN_IF_ERROR(size_for_vocab(st.m, rec.logits_cols, tail, req.valid));
+  BALLAST_RETURN_IF_ERROR(size_activations(rec));
   // Decode steps replay a graph; --debug-sync and profiling need per-kernel launches.
   const bool graphable = st.decode_only && use_graphs_ && !debug_sync() && !profiling() && st.n <= 256;
-  const GraphKey key{static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks};
+  const GraphKey key{static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks, rec.fingerprint};
   GraphEntry* g = graphable ? find_graph(key) : nullptr;
-  if (g) {
-    // A replay runs no ops: the host repeats the checks the captured forward's ops made.
-    const OpsRecord rec = g->rec;
-    if (rec.token_rows >= 0) BALLAST_RETURN_IF_ERROR(check_tokens(plan, rec.token_rows));
-    if (rec.position_rows >= 0) BALLAST_RETURN_IF_ERROR(check_positions(plan, rec.position_rows));
-    BALLAST_RETURN_IF_ERROR(size_for_vocab(st.m, rec.logits_cols, tail, req.valid));
-    g = find_graph(key);  // null when sizing moved a buffer: re-capture below
-  }
-  OpsRecord rec;
-  if (g) {
-    rec = g->rec;
-  } else {
-    // Dry run: every op checked (token ids included) and the buffers sized before
-    // anything launches; the real run then allocates the same offsets.
-    CudaOps dry(d_, st, true);
-    Status fs = forward(dry);
-    BALLAST_RETURN_IF_ERROR(dry.status());
-    BALLAST_RETURN_IF_ERROR(fs);
-    rec = dry.record();
-    if (st.m > 0 && (tail != Tail::kNone || req.return_logits) && !rec.logits_called)
-      return error(ErrorCode::kInternal, "CUDA backend: the forward issued no logits op");
-    BALLAST_RETURN_IF_ERROR(size_for_vocab(st.m, rec.logits_cols, tail, req.valid));
-    BALLAST_RETURN_IF_ERROR(size_activations(rec));
-  }
   BALLAST_RETURN_IF_ERROR(upload_step(st, tail));
   Status s;
   if (g) {
@@ -320,8 +309,8 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
     s = capture(key, st, forward, tail, rec);
   } else {
     CudaOps ops(d_, st, false);
-    Status fs = forward(ops);
-    s = !ops.status().ok() ? ops.status() : fs;
+    Status rs = forward(ops);
+    s = !ops.status().ok() ? ops.status() : rs;
     if (s.ok()) s = launch_tail(st.m, rec.logits_cols, tail);
   }
   if (!s.ok()) {

@@ -37,12 +37,12 @@ class CudaBackend final : public backend::Backend {
  private:
   // What runs after the LM head (part of a captured graph).
   enum class Tail { kNone, kGreedy, kSample, kSampleWork };
-  // Decode graphs, keyed by (tail and mask present, tokens, block-table width).
-  using GraphKey = std::tuple<int, int, int>;
+  // Decode graphs, keyed by (tail and mask present, tokens, block-table width, the
+  // forward's op fingerprint).
+  using GraphKey = std::tuple<int, int, int, uint64_t>;
   struct GraphEntry {
     cudaGraphExec_t exec;
-    uint64_t epoch;        // buffer epoch it was captured under
-    OpsRecord rec;         // host checks a replay repeats, vocabulary size
+    uint64_t epoch;  // buffer epoch it was captured under
   };
 
   // cuda_backend.cpp

@@ -92,19 +92,15 @@ struct StepIndex {
   const PrefillTile* tiles = nullptr;
 };
 
-// What the forward's ops asked for: the dry run's record sizes the buffers; a captured
-// graph keeps the host-side checks (a replay runs no ops).
+// What the forward's ops asked for: the dry run's record sizes the buffers, and its
+// fingerprint (a hash of every op with its arguments, scopes included) keys the captured
+// graphs, so a graph is replayed only for a forward that issues the same ops.
 struct OpsRecord {
+  uint64_t fingerprint = 0;
   size_t arena_peak = 0;      // bytes
   size_t counters = 0;        // attention_decode tickets
   bool logits_called = false;
   int64_t logits_cols = 0;    // rows of the LM head
-  int64_t token_rows = -1;    // embedding rows the tokens were checked against (-1: no embed op)
-  int64_t position_rows = -1; // learned position rows the positions were checked against
 };
-
-// Host checks of a step's ids (the same messages whether an op or a graph replay checks).
-Status check_tokens(const backend::StepPlan& p, int64_t rows);
-Status check_positions(const backend::StepPlan& p, int64_t rows);
 
 }  // namespace ballast::cuda

@@ -4,8 +4,10 @@
 
 #include <climits>
 #include <cmath>
+#include <cstring>
 
 #include "backend/cuda/ops_kernels.h"
+#include "backend/logits_chain.h"
 #include "backend/cuda/qkv_post.h"
 
 namespace ballast::cuda {
@@ -35,7 +37,14 @@ Status refused(const char* op) {
   return error(ErrorCode::kInternal, std::string(op) + ": gemv_small refused a call the host checked");
 }
 
-std::string shape(int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
+std::string shape(int64_t r, int64_t c) {
+  std::string s = "(";
+  s += std::to_string(r);
+  s += ", ";
+  s += std::to_string(c);
+  s += ")";
+  return s;
+}
 }  // namespace
 
 // Dry mode launches nothing. Real mode: launch, then check (a synchronize per kernel
@@ -51,6 +60,8 @@ std::string shape(int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " 
     }                                                                               \
   } while (0)
 
+namespace {
+// Host checks of the step's ids, before anything launches.
 Status check_tokens(const backend::StepPlan& p, int64_t rows) {
   for (size_t i = 0; i < p.tokens.size(); ++i)
     if (p.tokens[i] < 0 || p.tokens[i] >= rows)
@@ -68,6 +79,7 @@ Status check_positions(const backend::StepPlan& p, int64_t rows) {
                                                           " learned positions");
   return Status();
 }
+}  // namespace
 
 // ---- public ops: skip after the first error, record errors ----
 
@@ -80,26 +92,66 @@ void CudaOps::done(const Status& s) {
   if (!s.ok() && status_.ok()) status_ = s;
 }
 
-Tensor CudaOps::embed(WeightId t, float scale) { return status_.ok() ? done(embed_(t, scale)) : Tensor{}; }
-Tensor CudaOps::embed_positions(WeightId t) { return status_.ok() ? done(embed_positions_(t)) : Tensor{}; }
-Tensor CudaOps::norm(Tensor x, const backend::Norm& n) { return status_.ok() ? done(norm_(x, n)) : Tensor{}; }
-Tensor CudaOps::linear(Tensor x, WeightId w, WeightId b) { return status_.ok() ? done(linear_(x, w, b)) : Tensor{}; }
+// Every op and its arguments go into the step's fingerprint: a captured graph is replayed
+// only for a forward that issues the same op sequence (see OpsRecord::fingerprint).
+namespace {
+uint64_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+uint64_t bits(const Tensor& t) { return static_cast<uint64_t>(static_cast<uint32_t>(t.id)) << 32 ^ static_cast<uint64_t>(t.cols); }
+}  // namespace
+
+template <class... A>
+void CudaOps::fp(A... a) {
+  ((rec_.fingerprint = backend::chain_mix64(rec_.fingerprint ^ static_cast<uint64_t>(a))), ...);
+}
+
+Tensor CudaOps::embed(WeightId t, float scale) {
+  fp(1, t, bits(scale));
+  return status_.ok() ? done(embed_(t, scale)) : Tensor{};
+}
+Tensor CudaOps::embed_positions(WeightId t) {
+  fp(2, t);
+  return status_.ok() ? done(embed_positions_(t)) : Tensor{};
+}
+Tensor CudaOps::norm(Tensor x, const backend::Norm& n) {
+  fp(3, bits(x), static_cast<int>(n.kind), n.w, n.b, bits(n.eps));
+  return status_.ok() ? done(norm_(x, n)) : Tensor{};
+}
+Tensor CudaOps::linear(Tensor x, WeightId w, WeightId b) {
+  fp(4, bits(x), w, b);
+  return status_.ok() ? done(linear_(x, w, b)) : Tensor{};
+}
 void CudaOps::linear_add(Tensor x, WeightId w, Tensor r, WeightId b) {
+  fp(5, bits(x), w, bits(r), b);
   if (status_.ok()) done(linear_add_(x, w, r, b));
 }
-Tensor CudaOps::linear_glu(Tensor x, WeightId w, Act a) { return status_.ok() ? done(linear_glu_(x, w, a)) : Tensor{}; }
-Tensor CudaOps::activation(Tensor x, Act a) { return status_.ok() ? done(activation_(x, a)) : Tensor{}; }
+Tensor CudaOps::linear_glu(Tensor x, WeightId w, Act a) {
+  fp(6, bits(x), w, static_cast<int>(a));
+  return status_.ok() ? done(linear_glu_(x, w, a)) : Tensor{};
+}
+Tensor CudaOps::activation(Tensor x, Act a) {
+  fp(7, bits(x), static_cast<int>(a));
+  return status_.ok() ? done(activation_(x, a)) : Tensor{};
+}
 void CudaOps::add(Tensor r, Tensor y) {
+  fp(8, bits(r), bits(y));
   if (status_.ok()) done(add_(r, y));
 }
 Tensor CudaOps::attention(Tensor qkv, const AttentionSpec& a) {
+  fp(9, bits(qkv), a.layer, a.n_heads, a.n_kv_heads, a.head_dim, bits(a.scale), bits(a.softcap), a.window, a.causal,
+     a.q_norm, a.k_norm, bits(a.qk_eps), a.rope, a.rope_interleaved, bits(a.position_bias), a.cross);
   return status_.ok() ? done(attention_(qkv, a)) : Tensor{};
 }
 void CudaOps::logits(Tensor x, const backend::Norm& fn, WeightId head, float softcap) {
+  fp(10, bits(x), static_cast<int>(fn.kind), fn.w, fn.b, bits(fn.eps), head, bits(softcap));
   if (status_.ok()) done(logits_(x, fn, head, softcap));
 }
 
 void CudaOps::release(int64_t mark) {
+  fp(11, mark);
   if (mark < 0 || mark >= static_cast<int64_t>(ts_.size())) return;
   top_ = ts_[static_cast<size_t>(mark)].arena_before;
   ts_.resize(static_cast<size_t>(mark));
@@ -254,7 +306,6 @@ Status CudaOps::gemm_into(const MatIn& in, const WeightRec& w, int n, bf16* y) {
 Result<Tensor> CudaOps::embed_(WeightId table, float scale) {
   BALLAST_ASSIGN_OR_RETURN(const WeightRec* w, matrix(table, "embed"));
   BALLAST_RETURN_IF_ERROR(check_tokens(*st_.plan, w->rows));
-  rec_.token_rows = rec_.token_rows < 0 ? w->rows : std::min(rec_.token_rows, w->rows);
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, w->cols, DT::kF32));
   OP_LAUNCH("embed", cuda::embed(static_cast<const bf16*>(w->p), w->rows, static_cast<int>(w->cols), st_.tokens, st_.n,
                                  scale, static_cast<float*>(ts_[id].p), d_.flags, d_.stream));
@@ -264,7 +315,6 @@ Result<Tensor> CudaOps::embed_(WeightId table, float scale) {
 Result<Tensor> CudaOps::embed_positions_(WeightId table) {
   BALLAST_ASSIGN_OR_RETURN(const WeightRec* w, matrix(table, "embed_positions"));
   BALLAST_RETURN_IF_ERROR(check_positions(*st_.plan, w->rows));
-  rec_.position_rows = rec_.position_rows < 0 ? w->rows : std::min(rec_.position_rows, w->rows);
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, w->cols, DT::kF32));
   OP_LAUNCH("embed_positions", cuda::embed_positions(static_cast<const bf16*>(w->p), w->rows, static_cast<int>(w->cols),
                                                st_.pos, st_.n, static_cast<float*>(ts_[id].p), d_.flags, d_.stream));
@@ -425,21 +475,28 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
       return error(ErrorCode::kInvalidArgument, "attention: rope table of " + std::to_string(rope->n_half) +
                                                     " frequencies for head_dim " + std::to_string(hd));
   }
-  // qkv_post rewrites qkv in place: pending norms reading it go first; its own pending
-  // bias is fused into qkv_post.
-  for (size_t i = static_cast<size_t>(qi) + 1; i < ts_.size(); ++i)
-    if (!ts_[i].ready && ts_[i].norm_src == qi) BALLAST_RETURN_IF_ERROR(materialize(static_cast<int>(i)));
+  // qkv_post rewrites a bf16 qkv in place (pending norms reading it go first; its own
+  // pending bias is fused into qkv_post); an f32 qkv is processed in a bf16 copy.
+  const bool in_place = ts_[qi].dt == DT::kBf16;
+  if (in_place)
+    for (size_t i = static_cast<size_t>(qi) + 1; i < ts_.size(); ++i)
+      if (!ts_[i].ready && ts_[i].norm_src == qi) BALLAST_RETURN_IF_ERROR(materialize(static_cast<int>(i)));
   if (!ts_[qi].ready) BALLAST_RETURN_IF_ERROR(materialize(qi));
-  if (ts_[qi].dt != DT::kBf16) return error(ErrorCode::kInternal, "attention: qkv must be a bf16 tensor (a linear output)");
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, static_cast<int64_t>(nh) * hd, DT::kBf16));
-  TInfo& q = ts_[qi];
+  Temps tmp(*this);
+  bf16* q = static_cast<bf16*>(ts_[qi].p);
+  if (!in_place) {
+    BALLAST_ASSIGN_OR_RETURN(void* c, alloc(static_cast<size_t>(st_.n * qkv.cols) * 2));
+    OP_LAUNCH("to_bf16", to_bf16(static_cast<const float*>(ts_[qi].p), st_.n * qkv.cols, static_cast<bf16*>(c), d_.stream));
+    q = static_cast<bf16*>(c);
+  }
   QkvPostArgs qa{};
-  qa.qkv = static_cast<bf16*>(q.p);
+  qa.qkv = q;
   qa.n = st_.n;
   qa.n_heads = nh;
   qa.n_kv = nkv;
   qa.hd = hd;
-  qa.bias = q.bias;
+  qa.bias = in_place ? ts_[qi].bias : nullptr;
   qa.q_norm = qn;
   qa.k_norm = kn;
   qa.eps = a.qk_eps;
@@ -454,11 +511,11 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
   qa.v_cache = d_.v_cache[a.layer];
   qa.flags = d_.flags;
   OP_LAUNCH("qkv_post", qkv_post(qa, d_.stream));
-  q.bias = nullptr;
-  q.clobbered = true;
-  Temps tmp(*this);
-  BALLAST_RETURN_IF_ERROR(attend_(a, static_cast<const bf16*>(q.p), static_cast<bf16*>(ts_[id].p),
-                                  d_.k_cache[a.layer], d_.v_cache[a.layer]));
+  if (in_place) {
+    ts_[qi].bias = nullptr;
+    ts_[qi].clobbered = true;
+  }
+  BALLAST_RETURN_IF_ERROR(attend_(a, q, static_cast<bf16*>(ts_[id].p), d_.k_cache[a.layer], d_.v_cache[a.layer]));
   return Tensor{id, st_.n, static_cast<int64_t>(nh) * hd};
 }
 

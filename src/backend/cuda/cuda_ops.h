@@ -29,7 +29,7 @@ namespace ballast::cuda {
 
 class CudaOps final : public backend::Ops {
  public:
-  CudaOps(DeviceState& d, const StepIndex& st, bool dry) : d_(d), st_(st), dry_(dry) {}
+  CudaOps(DeviceState& d, const StepIndex& st, bool dry) : d_(d), st_(st), dry_(dry) { ts_.reserve(64); }
 
   backend::Tensor embed(backend::WeightId table, float scale) override;
   backend::Tensor embed_positions(backend::WeightId table) override;
@@ -95,6 +95,8 @@ class CudaOps final : public backend::Ops {
   Status attend_(const backend::AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v);
   Status logits_(backend::Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap);
 
+  template <class... A>
+  void fp(A... a);
   backend::Tensor done(Result<backend::Tensor> r);
   void done(const Status& s);
 
