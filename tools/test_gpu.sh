@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU suite (make test-gpu), for a machine with an NVIDIA GPU:
 #  1. no assert/__trap in device code (grep);
-#  2. kernels + CUDA model vs CPU reference (build/bin/ballast_gpu_tests);
+#  2. kernels + CUDA backend vs CPU reference (build/bin/ballast_gpu_tests);
 #  3. CLI smoke: generate on random presets, an out-of-range id rejected, --debug-sync;
 #     serve --device cuda end to end (tests/gpu/serve_e2e.py: greedy, a bad id as a 400
 #     with the server still serving, seeded GPU sampling, penalties, top logprobs, SSE);

@@ -118,7 +118,11 @@ void run_ops_gpu_tests(bool quick) {
   }
   auto pool = std::make_shared<ThreadPool>(0);
   std::vector<OpCase> cases = op_cases();
-  for (auto& c : attention_cases()) cases.push_back(std::move(c));
+  // Attention soft-capping (Gemma 2) is not implemented on CUDA: the backend answers
+  // kUnsupported (documented in docs/cuda.md); those cases are left out here.
+  for (auto& c : attention_cases())
+    if (c.name.find("softcap") == std::string::npos) cases.push_back(std::move(c));
+    else std::printf("  excluded on CUDA (attention soft-cap unsupported): %s\n", c.name.c_str());
   Worst vs_ref, vs_cpu;
   const int before = gpu_test::counts().fail;
   int n = 0;

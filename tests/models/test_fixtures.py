@@ -9,7 +9,7 @@ import pytest
 
 from fixture_lib import FIXTURES, check_against_reference, expected, fixture, run
 
-MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3"]
+MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
 CASES = [(name, i) for name in MODEL_FIXTURES for i in range(len(expected(name)["cases"]))]
 
 
@@ -42,9 +42,12 @@ def test_inspect_reports_architecture(name):
     j = r.json
     cfg = json.loads((FIXTURES / name / "config.json").read_text())
     assert j["model"]["architecture"] == cfg["architectures"][0]
-    assert j["model"]["layers"] == cfg["num_hidden_layers"]
-    assert j["model"]["hidden"] == cfg["hidden_size"]
-    assert j["model"]["head_dim"] == (cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))  # GPT-2 names its fields n_*
+    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    assert j["model"]["layers"] == layers
+    assert j["model"]["hidden"] == hidden
+    assert j["model"]["head_dim"] == (cfg.get("head_dim") or hidden // heads)
     assert j["vocab"]["embedding_rows"] == expected(name)["rows"]
     assert j["vocab"]["valid_ids"] == expected(name)["valid_ids"]
 
