@@ -29,7 +29,7 @@ enum class NormKind {
   kRms,    // x / sqrt(mean(x^2) + eps) * w          (no mean subtraction, no bias)
   kLayer,  // (x - mean) / sqrt(var + eps) * w + b   (b optional)
 };
-// Norm weights are uploaded with any offset already applied (Gemma's 1 + w).
+// Norm weights are uploaded with any offset already applied (e.g. a 1 + w convention).
 struct Norm {
   NormKind kind = NormKind::kRms;
   WeightId w = kNoWeight;  // (cols)
@@ -49,7 +49,7 @@ struct AttentionSpec {
   WeightId q_norm = kNoWeight, k_norm = kNoWeight;  // (head_dim) per-head RMSNorm
   float qk_eps = 1e-6f;
   RopeId rope = -1;   // -1: no rotary embedding (learned or relative positions)
-  bool rope_interleaved = false;  // pairs (2i, 2i+1) (GGUF llama order) vs rotate-half
+  bool rope_interleaved = false;  // pairs (2i, 2i+1) (GGUF's permuted order) vs rotate-half
   // Room for encoder-decoders: an additive per-head position bias (n_heads, n, keys)
   // (T5's bucketed relative bias, computed once and shared by layers), and attention
   // over the sequence's encoder K/V instead of its own cache.
@@ -78,7 +78,7 @@ class Ops {
   // (n, cols) = scale * table[step tokens]. The backend checked every id against the
   // table before the step; an id out of range still never reads memory.
   virtual Tensor embed(WeightId table, float scale) = 0;
-  // (n, cols) learned absolute positions: table[step positions] (GPT-2).
+  // (n, cols) learned absolute positions: table[step positions].
   virtual Tensor embed_positions(WeightId table) = 0;
   virtual Tensor norm(Tensor x, const Norm& n) = 0;
   // (n, rows(w)) = x @ w^T (+ bias).
@@ -98,9 +98,9 @@ class Ops {
   // The step's logits: the rows of x that want logits, normed, times head^T, optionally
   // soft-capped: (m, rows(head)). Then the backend runs the logits chain on them.
   virtual void logits(Tensor x, const Norm& final_norm, WeightId head, float softcap) = 0;
-  // --check-numerics: fails the step naming `where` if x holds a NaN/Inf (backends that
-  // cannot check cheaply ignore it).
-  virtual void check(Tensor x, const std::string& where) {}
+  // --check-numerics: fails the step naming layer `layer` if x holds a NaN/Inf (backends
+  // that cannot check cheaply ignore it).
+  virtual void check(Tensor x, int64_t layer) {}
   // The first error an op hit (ops never throw; the step fails with it).
   virtual Status status() const = 0;
 

@@ -441,7 +441,7 @@ inline void elementwise_cases(std::vector<OpCase>& v) {
                        Tensor hn = o.norm(resid, Norm{NormKind::kRms, l[0], kNoWeight, 1e-6f});
                        Tensor a = o.activation(o.linear(hn, l[1]), Act::kSilu);
                        o.linear_add(a, l[2], resid);
-                       o.check(resid, "layer");
+                       o.check(resid, 0);
                      }
                      return resid;
                    }, res, c, 4 * kTolF32);

@@ -34,7 +34,7 @@ TEST(OpsCpu, CheckNumericsNamesTheOp) {
   const WeightId in = h.input(x, c);
   auto fwd = h.reader([=](Ops& o) {
     Tensor t = o.embed(in, 1.f);
-    o.check(t, "layer 7 output");
+    o.check(t, 7);
     return t;
   }, c);
   ASSERT_TRUE(be->init_kv({1, 1, 8}, 8).ok());
@@ -45,7 +45,7 @@ TEST(OpsCpu, CheckNumericsNamesTheOp) {
   on.check_numerics = true;
   Status st = be->run(simple_plan(iota_tokens(4), 10), fwd, req, on, res);
   EXPECT_EQ(st.code(), ErrorCode::kNumericalError) << st.message();
-  EXPECT_NE(st.message().find("layer 7 output"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("layer 7 produced"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("position 12"), std::string::npos) << "names the sequence position: " << st.message();
   st = be->run(simple_plan(iota_tokens(4), 10), fwd, req, backend::StepOptions{}, res);
   EXPECT_TRUE(st.ok()) << st.message();

@@ -123,14 +123,14 @@ class CpuOps : public backend::Ops {
     if (softcap > 0) cpu::softcap(out.data(), softcap, static_cast<int64_t>(out.size()));
   }
 
-  void check(Tensor x, const std::string& where) override {
+  void check(Tensor x, int64_t layer) override {
     if (!ok() || !opts_.check_numerics) return;
     const float* p = data(x);
     for (int64_t t = 0; t < x.rows; ++t)
       for (int64_t i = 0; i < x.cols; ++i)
         if (!std::isfinite(p[t * x.cols + i])) {
           fail(error(ErrorCode::kNumericalError,
-                     where + " produced a non-finite value (" + std::to_string(p[t * x.cols + i]) +
+                     "layer " + std::to_string(layer) + " produced a non-finite value (" + std::to_string(p[t * x.cols + i]) +
                          ") at sequence position " + std::to_string(plan_.positions[t]) + ", element " +
                          std::to_string(i) + "; try bf16/fp32 weights"));
           return;

@@ -7,8 +7,8 @@
 
 namespace ballast::cpu {
 
-// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. x, w, out: (n). For Gemma's
-// (1 + w) the caller passes the precomputed 1 + w.
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. x, w, out: (n). For a (1 + w)
+// convention the caller passes the precomputed 1 + w.
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 // Row-wise rmsnorm: x, out: (rows, n); w: (n) shared by all rows (per-head q/k norm).
 void rmsnorm_rows(float* out, const float* x, const float* w, int64_t rows, int64_t n, float eps);
@@ -30,16 +30,16 @@ void mul(float* out, const float* a, const float* b, int64_t n);   // out = a * 
 void scale(float* x, float s, int64_t n);                          // x *= s
 void axpy(float* y, float a, const float* x, int64_t n);           // y += a * x
 float dot(const float* a, const float* b, int64_t n);
-// out = softcap * tanh(x / softcap), in place (Gemma 2 style logit capping).
+// out = softcap * tanh(x / softcap), in place (logit soft-capping).
 void softcap(float* x, float cap, int64_t n);
 
 // ---- RoPE ----
 enum class RopeLayout {
-  kNeox,         // rotate-half: pairs (i, i + rot_dim/2)  (HF Llama/Gemma/Qwen)
-  kInterleaved,  // GPT-J: pairs (2i, 2i+1)                (GGUF llama-family order)
+  kNeox,         // rotate-half: pairs (i, i + rot_dim/2)  (HF order)
+  kInterleaved,  // GPT-J: pairs (2i, 2i+1)                (GGUF's permuted order)
 };
 // inv_freq: (rot_dim/2), inv_freq[i] = theta^(-2i/rot_dim). Callers apply their
-// scaling (linear / llama3 / yarn) to this table.
+// scaling (linear / frequency-band / yarn) to this table.
 void rope_inv_freq(float* inv_freq, int64_t rot_dim, float theta);
 // cos, sin: (rot_dim/2) for position `pos` (pos may be pre-divided for linear scaling).
 void rope_cos_sin(const float* inv_freq, int64_t rot_dim, float pos, float* cos, float* sin);

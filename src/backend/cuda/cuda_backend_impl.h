@@ -99,6 +99,8 @@ class CudaBackend final : public backend::Backend {
   // Vocabulary mask: uploaded when its content changes.
   DevBuf<uint8_t> valid_;
   std::vector<uint8_t> valid_h_;
+  const std::vector<uint8_t>* valid_src_ = nullptr;  // the mask last seen (see set_valid)
+  const uint8_t* valid_data_ = nullptr;
   bool vmask_ = false;
   // Host scratch of build_index.
   std::vector<int32_t> row_ids_;

@@ -211,6 +211,11 @@ Result<const float*> CudaOps::vec(WeightId w, int64_t n, const char* op) const {
 
 Status CudaOps::materialize(int id) {
   TInfo& t = ts_[id];
+  if (t.delta_pending) {
+    OP_LAUNCH("add", add_rows(t.p, true, t.delta, false, nullptr, static_cast<int>(t.rows), static_cast<int>(t.cols),
+                              d_.stream));
+    t.delta_pending = false;
+  }
   if (!t.ready) {
     const TInfo& s = ts_[t.norm_src];
     NormRowsArgs a{};
@@ -307,6 +312,11 @@ Result<Tensor> CudaOps::embed_(WeightId table, float scale) {
   BALLAST_ASSIGN_OR_RETURN(const WeightRec* w, matrix(table, "embed"));
   BALLAST_RETURN_IF_ERROR(check_tokens(*st_.plan, w->rows));
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, w->cols, DT::kF32));
+  if (st_.n > gemv_route_max_tokens()) {
+    // The residual's delta buffer for the whole step: linear_add leaves its product here
+    // and the next norm adds and normalizes in one pass.
+    BALLAST_ASSIGN_OR_RETURN(ts_[id].delta, alloc(static_cast<size_t>(st_.n * w->cols) * 2));
+  }
   OP_LAUNCH("embed", cuda::embed(static_cast<const bf16*>(w->p), w->rows, static_cast<int>(w->cols), st_.tokens, st_.n,
                                  scale, static_cast<float*>(ts_[id].p), d_.flags, d_.stream));
   return Tensor{id, st_.n, w->cols};
@@ -325,6 +335,16 @@ Result<Tensor> CudaOps::norm_(Tensor x, const backend::Norm& n) {
   BALLAST_ASSIGN_OR_RETURN(int src, get(x, "norm"));
   BALLAST_ASSIGN_OR_RETURN(const float* w, vec(n.w, x.cols, "norm"));
   BALLAST_ASSIGN_OR_RETURN(const float* b, vec(n.b, x.cols, "norm"));
+  if (ts_[src].delta_pending && n.kind == NormKind::kRms && w && !b) {
+    // x += delta and the norm in one pass (the large-batch residual path).
+    BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(x.rows, x.cols, DT::kBf16));
+    TInfo& s = ts_[src];
+    OP_LAUNCH("add_rmsnorm", add_rmsnorm(static_cast<float*>(s.p), static_cast<const bf16*>(s.delta), w,
+                                         static_cast<int>(x.rows), static_cast<int>(x.cols), n.eps, 0.0f,
+                                         static_cast<bf16*>(ts_[id].p), d_.stream));
+    ts_[src].delta_pending = false;
+    return Tensor{id, x.rows, x.cols};
+  }
   BALLAST_RETURN_IF_ERROR(materialize(src));  // a lazy norm reads plain values
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(x.rows, x.cols, DT::kBf16));
   TInfo& t = ts_[id];
@@ -381,6 +401,12 @@ Status CudaOps::linear_add_(Tensor x, WeightId wid, Tensor residual, WeightId bi
     const GemvArgs a = gemv_args(*w, N, in.x, in.xf, in.norm_w, in.eps, in.xs_out, n, ts_[ri].p);
     OP_LAUNCH("gemv_residual", if (!gemv_small(a, GemvEpi::kAddF32, d_.stream)) return refused("linear_add"));
     if (in.fused >= 0) ts_[in.fused].ready = true;
+    return Status();
+  }
+  TInfo& r = ts_[ri];
+  if (r.delta && !r.delta_pending && r.dt == DT::kF32 && !b && r.rows == n && r.cols == N) {
+    BALLAST_RETURN_IF_ERROR(gemm_into(in, *w, n, static_cast<bf16*>(r.delta)));
+    ts_[ri].delta_pending = true;  // added by the next reader (fused into the next RMSNorm)
     return Status();
   }
   BALLAST_ASSIGN_OR_RETURN(void* y, alloc(static_cast<size_t>(n) * N * 2));
@@ -519,7 +545,7 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
   return Tensor{id, st_.n, static_cast<int64_t>(nh) * hd};
 }
 
-// Attention over the cache, as the Llama path did: runs of >= 16 consecutive positions
+// Attention over the cache: runs of >= 16 consecutive positions
 // of a sequence to the tensor-core prefill kernel (64-row tiles), the remaining rows to
 // flash-decoding (<= 32 rows: splits over keys for latency) or the row kernel.
 Status CudaOps::attend_(const AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v) {

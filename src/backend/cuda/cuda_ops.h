@@ -11,10 +11,10 @@
 //     linear_glu / linear_add routed to the GEMV (n <= gemv_route_max_tokens(): single-token
 //     decode by default) fuses it into the GEMV prologue (and the GEMV also stores the
 //     normed rows, so the tensor is then materialized); add(residual, pending
-//     norm of a bf16 tensor) is one kernel (Gemma's post-norms); anything else runs the
+//     norm of a bf16 tensor) is one kernel (sandwich post-norms); anything else runs the
 //     norm kernel first. A tensor about to be modified in place (add, linear_add, attention)
 //     first materializes every pending norm that reads it.
-//   - linear(.., bias) leaves the bias pending: attention passes it to qkv_post (Qwen2),
+//   - linear(.., bias) leaves the bias pending: attention passes it to qkv_post,
 //     other consumers add it first.
 //   - linear_add / linear_glu on the GEMV route: the residual add / the GLU is the GEMV
 //     epilogue; otherwise cuBLAS into a temporary, then an add / glu kernel.
@@ -41,7 +41,7 @@ class CudaOps final : public backend::Ops {
   void add(backend::Tensor residual, backend::Tensor y) override;
   backend::Tensor attention(backend::Tensor qkv, const backend::AttentionSpec& a) override;
   void logits(backend::Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap) override;
-  void check(backend::Tensor, const std::string&) override {}  // no cheap check on the GPU
+  void check(backend::Tensor, int64_t) override {}  // no cheap check on the GPU
   Status status() const override { return status_; }
 
   const OpsRecord& record() const { return rec_; }
@@ -65,6 +65,10 @@ class CudaOps final : public backend::Ops {
     float eps = 0;
     const float* bias = nullptr;  // pending bias (cols), not yet added to p
     bool clobbered = false;       // rewritten in place by attention (qkv_post): unusable after
+    // Deferred residual add (large batches): p (f32) still lacks `delta` (bf16, same shape);
+    // the next RMSNorm of p fuses the add (add_rmsnorm), any other reader adds it first.
+    void* delta = nullptr;        // the step-long delta buffer of an embedding residual
+    bool delta_pending = false;
   };
   // The X operand of a matmul: bf16 rows, or the fused RMSNorm prologue over an f32 tensor.
   struct MatIn {

@@ -196,10 +196,16 @@ Status CudaBackend::prepare_tail(const backend::LogitsRequest& req, int m, Tail&
 }
 
 // The vocabulary mask lives in one device buffer (its pointer is in captured graphs);
-// it is uploaded again only when its content changes.
+// it is uploaded again only when it changes. Masks are immutable while a model serves
+// (the audit's shared vector), so the same vector (address, data, size) means the same
+// content; a fresh vector is compared in full before it is uploaded again.
 Status CudaBackend::set_valid(const std::vector<uint8_t>* valid) {
   vmask_ = valid != nullptr && !valid->empty();
-  if (!vmask_ || (valid_h_.size() == valid->size() && std::memcmp(valid_h_.data(), valid->data(), valid->size()) == 0))
+  if (!vmask_) return Status();
+  if (valid == valid_src_ && valid->data() == valid_data_ && valid->size() == valid_h_.size()) return Status();
+  valid_src_ = valid;
+  valid_data_ = valid->data();
+  if (valid_h_.size() == valid->size() && std::memcmp(valid_h_.data(), valid->data(), valid->size()) == 0)
     return Status();
   valid_h_.clear();
   BALLAST_RETURN_IF_ERROR(valid_.ensure(valid->size(), &epoch_));

@@ -1,4 +1,4 @@
-// Launchers of the small kernels the op interface needs beyond the Llama path
+// Launchers of the small kernels the op interface needs beyond the fused decode path
 // (ops_kernels.cu): learned positions, generic norms (LayerNorm, norms of bf16 tensors,
 // row-gathered norms), residual adds, bias adds, activations, GLU for every activation,
 // logit soft-capping. Like kernels.h: launchers check nothing; device code only sets
@@ -32,7 +32,7 @@ struct NormRowsArgs {
 // One block per output row; fp32 statistics, rounded to bf16 once.
 void norm_rows(const NormRowsArgs& a, cudaStream_t s);
 
-// x (n, H) f32 residual += rmsnorm(delta) * w, delta (n, H) bf16 (Gemma's post-attention /
+// x (n, H) f32 residual += rmsnorm(delta) * w, delta (n, H) bf16 (a post-attention /
 // post-FFN norm fused with the residual add; the next norm is a separate op).
 void add_rmsnorm_delta(float* x, const bf16* delta, const float* w, int n, int H, float eps, cudaStream_t s);
 

@@ -1,5 +1,5 @@
 // Attention input post-processing (bias, per-head q/k RMSNorm, RoPE, paged KV write) and
-// Gemma 3's fused post-norm + residual add + next norm. See qkv_post.h.
+// The fused sandwich post-norm + residual add + next norm. See qkv_post.h.
 #include "backend/cuda/qkv_post.h"
 
 namespace ballast::cuda {

@@ -1,7 +1,7 @@
 // Per-architecture attention input and sandwich-norm kernels (qkv_post.cu):
-//  - qkv_post: q/k/v bias (Qwen2), per-head q/k RMSNorm (Qwen3, Gemma 3), RoPE and the
+//  - qkv_post: q/k/v bias, per-head q/k RMSNorm, RoPE and the
 //    paged KV write, in one pass, for every architecture.
-//  - add_postnorm_rmsnorm: Gemma 3's post-attention / post-FFN norm fused with the
+//  - add_postnorm_rmsnorm: a post-attention / post-FFN (sandwich) norm fused with the
 //    residual add and the next norm.
 // Like kernels.h: launchers check nothing; device code only sets ErrorFlags.
 #pragma once
@@ -14,7 +14,7 @@ namespace ballast::cuda {
 struct QkvPostArgs {
   bf16* qkv;               // (n, qd + 2*kd) rows [q heads | k heads | v heads]; q is rewritten in place (bias, norm, rope)
   int n, n_heads, n_kv, hd;  // hd even, hd <= 256
-  const float* bias;       // (qd + 2*kd) or null: added to q, k, v first (Qwen2)
+  const float* bias;       // (qd + 2*kd) or null: added to q, k, v first
   const float* q_norm;     // (hd) or null: per-head RMSNorm on q (weights used as (norm_offset + w))
   const float* k_norm;     // (hd) or null
   float eps, norm_offset;

@@ -78,7 +78,7 @@ class Gemma3Model : public DecoderModel {
       o.add(x, o.norm(att, rms(ly.ln_post_attn)));                             // sandwich norm
       backend::Tensor act = o.linear_glu(o.norm(x, rms(ly.ln_pre_ffw)), ly.gate_up, backend::Act::kGeluTanh);
       o.add(x, o.norm(o.linear(act, ly.down), rms(ly.ln_post_ffw)));
-      o.check(x, "layer " + std::to_string(l));
+      o.check(x, l);
     }
     o.logits(x, rms(final_norm_), head_, static_cast<float>(c.final_logit_softcap));
     return o.status();

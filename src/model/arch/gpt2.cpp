@@ -63,7 +63,7 @@ class Gpt2Model : public DecoderModel {
       o.linear_add(o.attention(qkv, as), ly.o, x, ly.o_b);
       backend::Tensor h = o.activation(o.linear(o.norm(x, ln(ly.ln2_w, ly.ln2_b)), ly.fc, ly.fc_b), act_);
       o.linear_add(h, ly.proj, x, ly.proj_b);
-      o.check(x, "layer " + std::to_string(l));
+      o.check(x, l);
     }
     o.logits(x, ln(lnf_w_, lnf_b_), head_, 0.f);
     return o.status();

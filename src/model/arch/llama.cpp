@@ -83,7 +83,7 @@ class LlamaModel : public DecoderModel {
       backend::Tensor act = o.linear_glu(o.norm(x, {backend::NormKind::kRms, ly.ln2, backend::kNoWeight, eps}),
                                          ly.gate_up, backend::Act::kSilu);         // (n, F)
       o.linear_add(act, ly.down, x);
-      o.check(x, "layer " + std::to_string(l));
+      o.check(x, l);
     }
     o.logits(x, {backend::NormKind::kRms, final_norm_, backend::kNoWeight, eps}, head_,
              static_cast<float>(c.final_logit_softcap));
