@@ -114,9 +114,7 @@ int run_bench(BenchArgs& a) {
       plan.seq_row.push_back(0);
     }
     plan.logit_rows = {static_cast<int32_t>(toks.size() - 1)};
-    plan.n_seqs = 1;
-    plan.block_tables = blocks.table(0);
-    plan.max_blocks = static_cast<int32_t>(plan.block_tables.size());
+    blocks.fill_tables({0}, plan);
     backend::LogitsRequest req;
     req.valid = rt.audit.valid.get();
     backend::SampleRow row;

@@ -1,6 +1,8 @@
 // Block manager: free list, tables, reference counts.
 #include "engine/block_manager.h"
 
+#include <algorithm>
+
 namespace ballast::engine {
 
 BlockManager::BlockManager(int64_t total_blocks) : total_(total_blocks), refs_(total_blocks, 0) {
@@ -43,6 +45,17 @@ Status BlockManager::share(int32_t seq, const std::vector<int32_t>& blocks) {
     t.push_back(b);
   }
   return Status();
+}
+
+void BlockManager::fill_tables(const std::vector<int32_t>& seqs, backend::StepPlan& plan) const {
+  plan.n_seqs = static_cast<int32_t>(seqs.size());
+  plan.max_blocks = 0;
+  for (int32_t s : seqs) plan.max_blocks = std::max<int32_t>(plan.max_blocks, static_cast<int32_t>(table(s).size()));
+  plan.block_tables.assign(static_cast<size_t>(plan.n_seqs) * plan.max_blocks, -1);
+  for (int32_t r = 0; r < plan.n_seqs; ++r) {
+    const auto& t = table(seqs[r]);
+    std::copy(t.begin(), t.end(), plan.block_tables.begin() + static_cast<size_t>(r) * plan.max_blocks);
+  }
 }
 
 const std::vector<int32_t>& BlockManager::table(int32_t seq) const {

@@ -26,6 +26,9 @@ class BlockManager {
   bool has(int32_t seq) const { return tables_.count(seq) != 0; }
   const std::vector<int32_t>& table(int32_t seq) const;
   int32_t refs(int32_t block) const { return refs_[block]; }
+  // Sets plan.n_seqs, max_blocks and block_tables for the step's sequences, in row order
+  // (row r of the tables is seqs[r], padded with -1).
+  void fill_tables(const std::vector<int32_t>& seqs, backend::StepPlan& plan) const;
 
   int64_t total_blocks() const { return total_; }
   int64_t used_blocks() const { return total_ - static_cast<int64_t>(free_.size()); }

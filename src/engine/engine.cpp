@@ -148,13 +148,7 @@ bool Engine::step() {
     }
   }
   if (plan.size() == 0) return true;
-  plan.n_seqs = static_cast<int32_t>(step_seqs.size());
-  for (int32_t s : step_seqs) plan.max_blocks = std::max<int32_t>(plan.max_blocks, static_cast<int32_t>(kv_.table(s).size()));
-  plan.block_tables.assign(static_cast<size_t>(plan.n_seqs) * plan.max_blocks, -1);
-  for (int32_t r = 0; r < plan.n_seqs; ++r) {
-    const auto& t = kv_.table(step_seqs[r]);
-    std::copy(t.begin(), t.end(), plan.block_tables.begin() + static_cast<size_t>(r) * plan.max_blocks);
-  }
+  kv_.fill_tables(step_seqs, plan);
   backend::StepResult result;
   Status st = model_.step(plan, req, opts_.forward, result);
   if (!st.ok()) {

@@ -43,7 +43,6 @@ class Model {
     return backend_->run(plan, [this](backend::Ops& o) { return forward(o); }, req, opts, out);
   }
   backend::Backend& backend() { return *backend_; }
-  std::shared_ptr<backend::Backend> backend_ptr() { return backend_; }
   void set_backend(std::shared_ptr<backend::Backend> b) { backend_ = std::move(b); }
 
   explicit Model(ModelConfig cfg) : cfg_(std::move(cfg)) {}

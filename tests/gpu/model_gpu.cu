@@ -161,13 +161,7 @@ struct Runner {
       plan.seq_row.push_back(it->second);
       if (b.want[i]) plan.logit_rows.push_back(static_cast<int32_t>(i));
     }
-    plan.n_seqs = static_cast<int32_t>(seqs.size());
-    for (int32_t s : seqs) plan.max_blocks = std::max<int32_t>(plan.max_blocks, static_cast<int32_t>(blocks.table(s).size()));
-    plan.block_tables.assign(static_cast<size_t>(plan.n_seqs) * plan.max_blocks, -1);
-    for (int32_t r = 0; r < plan.n_seqs; ++r) {
-      const auto& t = blocks.table(seqs[r]);
-      std::copy(t.begin(), t.end(), plan.block_tables.begin() + static_cast<size_t>(r) * plan.max_blocks);
-    }
+    blocks.fill_tables(seqs, plan);
     backend::LogitsRequest req;
     req.valid = valid;
     req.return_logits = !greedy;

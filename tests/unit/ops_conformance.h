@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cpu_test_util.h"
 #include "core/dtype.h"
 #include "core/quant.h"
 
@@ -89,18 +90,6 @@ struct HostMatrix {
   std::vector<double> values;  // (rows, cols)
 };
 
-// Byte offsets of the f16 scale fields in one block (core/quant_blocks.h layouts).
-inline std::vector<int> f16_fields(DType t) {
-  switch (t) {
-    case DType::kQ4_0: case DType::kQ5_0: case DType::kQ8_0: return {0};
-    case DType::kQ4_1: case DType::kQ5_1: case DType::kQ4_K: case DType::kQ5_K: return {0, 2};
-    case DType::kQ2_K: return {80, 82};
-    case DType::kQ3_K: return {108};
-    case DType::kQ6_K: return {208};
-    default: return {};
-  }
-}
-
 // Random (rows, cols) weight of dtype t with element rms about sd (floats, Q8_0) or of
 // some O(sd) size (other block formats: random payload, random f16 scales).
 inline HostMatrix random_matrix(DType t, int64_t rows, int64_t cols, uint64_t seed, double sd = 1.0) {
@@ -150,7 +139,7 @@ inline HostMatrix random_matrix(DType t, int64_t rows, int64_t cols, uint64_t se
     // gguf-py-exact dequantizer.
     const auto& info = dtype_info(t);
     const int64_t nb = n / info.block_elems;
-    const auto fields = f16_fields(t);
+    const auto fields = cpu::testing::f16_field_offsets(t);
     m.bytes.resize(static_cast<size_t>(nb * info.block_bytes));
     for (auto& b : m.bytes) b = static_cast<uint8_t>(r.bits());
     std::vector<uint16_t> base(static_cast<size_t>(nb) * fields.size());

@@ -44,6 +44,8 @@ class CpuBackend : public backend::Backend {
   const backend::KvLayout& kv_layout() const { return layout_; }
   int64_t kv_blocks() const { return blocks_; }
   std::vector<float>& logits() { return logits_; }
+  // The ops' tensor buffers: reused by every step, so a decode step allocates nothing.
+  std::vector<std::vector<float>>& tensor_storage() { return tensors_; }
 
   static constexpr backend::WeightId kVectorBase = 1 << 24;  // vector ids live above matrix ids
 
@@ -59,6 +61,7 @@ class CpuBackend : public backend::Backend {
   size_t kv_bytes_ = 0;
   std::vector<float> logits_;  // (m, head rows) of the current step
   std::vector<float> scratch_;
+  std::vector<std::vector<float>> tensors_;
 };
 
 // Runs one step's forward on the CPU (cpu_ops.cpp).

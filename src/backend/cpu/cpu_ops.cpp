@@ -15,7 +15,7 @@ using backend::Tensor;
 class CpuOps : public backend::Ops {
  public:
   CpuOps(CpuBackend& be, const backend::StepPlan& plan, const backend::StepOptions& opts)
-      : be_(be), plan_(plan), opts_(opts), n_(static_cast<int64_t>(plan.size())) {}
+      : be_(be), plan_(plan), opts_(opts), n_(static_cast<int64_t>(plan.size())), bufs_(be.tensor_storage()) {}
 
   Tensor embed(backend::WeightId table, float scale) override {
     const Matrix& m = be_.matrix(table);
@@ -83,11 +83,17 @@ class CpuOps : public backend::Ops {
       Tensor gu = linear(x, gate_up, backend::kNoWeight);
       if (!ok()) return y;
       for (int64_t t = 0; t < x.rows; ++t) {
-        const float* g = data(gu) + t * 2 * F;
+        const float* g = data(gu) + t * 2 * F;  // [gate | up]
         float* o = data(y) + t * F;
-        std::memcpy(o, g, static_cast<size_t>(F) * 4);
-        apply_act(o, F, act);
-        mul(o, o, g + F, F);
+        if (act == backend::Act::kSilu) {
+          swiglu(o, g, g + F, F);
+        } else if (act == backend::Act::kGeluTanh) {
+          geglu_tanh(o, g, g + F, F);
+        } else {
+          std::memcpy(o, g, static_cast<size_t>(F) * 4);
+          apply_act(o, F, act);
+          mul(o, o, g + F, F);
+        }
       }
     }
     return y;
@@ -192,7 +198,7 @@ class CpuOps : public backend::Ops {
   const backend::StepPlan& plan_;
   const backend::StepOptions& opts_;
   const int64_t n_;
-  std::vector<std::vector<float>> bufs_;  // tensor storage, a stack (Scope marks)
+  std::vector<std::vector<float>>& bufs_;  // tensor storage, a stack (Scope marks), kept across steps
   int64_t top_ = 0;
   Status status_;
 };

@@ -60,8 +60,6 @@ void rmsnorm(const float* x, const float* w, int n, int H, float eps, float offs
 void add_rmsnorm(float* x, const bf16* delta, const float* w, int n, int H, float eps, float offset, bf16* out,
                  cudaStream_t s);
 
-// ---- activations.cu: gu (n, 2 ffn) = [gate | up] -> out (n, ffn) = act(gate) * up.
-void swiglu(const bf16* gu, int n, int ffn, bool gelu_tanh, bf16* out, cudaStream_t s);
 
 // ---- attention.cu
 struct AttnArgs {

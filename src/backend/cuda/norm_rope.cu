@@ -1,20 +1,11 @@
 // RMSNorm, optionally fused with the residual add (RoPE and the KV write: qkv_post.cu).
 #include "backend/cuda/kernels.h"
 
+#include "backend/cuda/block_reduce.cuh"
+
 namespace ballast::cuda {
 
 namespace {
-__device__ __forceinline__ float block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();  // red may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  const int nw = blockDim.x >> 5;
-  v = lane < nw ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // grid: n rows; block 256. Residual stream x is f32; normalized output bf16.
 template <bool kAdd>

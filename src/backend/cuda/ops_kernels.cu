@@ -4,20 +4,11 @@
 
 #include "backend/cuda/ops_kernels.h"
 
+#include "backend/cuda/block_reduce.cuh"
+
 namespace ballast::cuda {
 
 namespace {
-__device__ __forceinline__ float block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();  // red may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  const int nw = blockDim.x >> 5;
-  v = lane < nw ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 template <bool kF32>
 __device__ __forceinline__ float load(const void* p, int64_t i) {

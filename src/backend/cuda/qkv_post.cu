@@ -13,18 +13,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the total.
-__device__ __forceinline__ float block_sum(float v, float* red) {
-  v = warp_sum(v);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();  // red may still be read by a previous call
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  const int nw = blockDim.x >> 5;
-  v = lane < nw ? red[lane] : 0.0f;
-  return warp_sum(v);
-}
-
 // grid: n tokens; block: kWarps * 32. Row t of qkv: (n_heads + 2 n_kv) heads of hd, q heads,
 // then k heads, then v heads, so head h starts at column h * hd. Lane l of the warp owning a
 // head holds rope pairs j = l + 32 k (k < kMaxPairs, j < hd/2) as two fp32 registers:
@@ -132,41 +120,11 @@ __global__ void k_qkv_post(QkvPostArgs a) {
   }
 }
 
-// grid: n rows; block 256. x (n, H) f32, delta (n, H) bf16, out (n, H) bf16; w_post, w_next (H).
-// Matches the CPU order: h = delta * inv1 * (offset + w_post); x = x + h; out = x * inv2 * (offset + w_next).
-__global__ void k_add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int H,
-                                       float eps, float offset, bf16* out) {
-  __shared__ float red[32];
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * H;
-  float ss = 0.0f;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) {
-    const float d = __bfloat162float(delta[base + i]);
-    ss += d * d;
-  }
-  ss = block_sum(ss, red);
-  const float inv1 = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
-  float ss2 = 0.0f;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) {  // same thread, same i as the pass below
-    const float v = x[base + i] + __bfloat162float(delta[base + i]) * inv1 * (offset + w_post[i]);
-    x[base + i] = v;
-    ss2 += v * v;
-  }
-  ss2 = block_sum(ss2, red);
-  const float inv2 = 1.0f / sqrtf(ss2 / static_cast<float>(H) + eps);
-  for (int i = threadIdx.x; i < H; i += blockDim.x)
-    out[base + i] = __float2bfloat16(x[base + i] * inv2 * (offset + w_next[i]));
-}
 }  // namespace
 
 void qkv_post(const QkvPostArgs& a, cudaStream_t s) {
   if (a.n <= 0) return;
   k_qkv_post<<<a.n, kWarps * 32, 0, s>>>(a);
-}
-
-void add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int n, int H,
-                          float eps, float offset, bf16* out, cudaStream_t s) {
-  if (n <= 0) return;
-  k_add_postnorm_rmsnorm<<<n, 256, 0, s>>>(x, delta, w_post, w_next, H, eps, offset, out);
 }
 
 }  // namespace ballast::cuda

@@ -1,8 +1,5 @@
-// Per-architecture attention input and sandwich-norm kernels (qkv_post.cu):
-//  - qkv_post: q/k/v bias, per-head q/k RMSNorm, RoPE and the
-//    paged KV write, in one pass, for every architecture.
-//  - add_postnorm_rmsnorm: a post-attention / post-FFN (sandwich) norm fused with the
-//    residual add and the next norm.
+// The attention input kernel (qkv_post.cu): q/k/v bias, per-head q/k RMSNorm, RoPE and
+// the paged KV write, in one pass.
 // Like kernels.h: launchers check nothing; device code only sets ErrorFlags.
 #pragma once
 #include <cstdint>
@@ -34,10 +31,5 @@ struct QkvPostArgs {
 // k, v go to the cache at slot[t]. A bad slot writes nothing to the cache (q still written).
 void qkv_post(const QkvPostArgs& a, cudaStream_t s);
 
-// x (n,H) f32 residual; delta (n,H) bf16 (attention or MLP output).
-// x += rmsnorm(delta) * (offset + w_post); then out = rmsnorm(x) * (offset + w_next) (bf16), w_next may be the
-// next layer's input norm or the final norm.
-void add_postnorm_rmsnorm(float* x, const bf16* delta, const float* w_post, const float* w_next, int n, int H,
-                          float eps, float offset, bf16* out, cudaStream_t s);
 
 }  // namespace ballast::cuda
