@@ -1,4 +1,4 @@
-// GPU sampler (cuda::sample_rows) against the CPU Sampler (engine/sampler.cpp) on crafted
+// GPU sampler (cuda::sample_rows) against the CPU chain (backend/cpu/logits_chain.cpp) on crafted
 // logits: greedy ids + logprobs, top-N lists (ties included), masking, non-finite rows,
 // bias / penalties (out-of-range ids ignored), top-k=1 == greedy, and the distribution of
 // temperature / top-k / top-p / min-p draws (kept set identical, total variation < 0.03
@@ -18,6 +18,7 @@
 
 #include "backend/cuda/sampling_kernels.h"
 #include "engine/sampler.h"
+#include "../unit/chain_sampler.h"
 #include "gpu_check.h"
 
 #if __cplusplus < 202002L
@@ -127,7 +128,7 @@ GpuOut run_gpu(const std::vector<Case>& rows, const Valid& valid, bool with_work
 // CPU Sampler on a copy of the row; *transformed (if given) gets the logits after mask,
 // bias and penalties (the Sampler modifies its input in place).
 Result<engine::SampleResult> run_cpu(const Case& c, const Valid& valid, std::vector<float>* transformed = nullptr) {
-  engine::Sampler s(c.sp, valid);
+  test::ChainSampler s(c.sp, valid);
   std::vector<float> lg = c.logits;
   auto r = s.sample(lg, c.prompt, c.generated);
   if (transformed) *transformed = lg;
@@ -462,7 +463,7 @@ void test_distributions() {
     const std::vector<double> ref = kept_distribution(transformed, c.sp);
     // The reference against the CPU Sampler itself (10x the draws).
     {
-      engine::Sampler s(c.sp, valid);
+      test::ChainSampler s(c.sp, valid);
       std::vector<int> counts(V, 0);
       bool inside = true;
       for (int d = 0; d < 10 * n; ++d) {

@@ -3,10 +3,12 @@
 
 #include <cmath>
 
+#include "chain_sampler.h"
 #include "engine/sampler.h"
 
 using namespace ballast;
 using namespace ballast::engine;
+using Sampler = ballast::test::ChainSampler;
 
 namespace {
 std::shared_ptr<std::vector<uint8_t>> mask(std::initializer_list<uint8_t> m) {

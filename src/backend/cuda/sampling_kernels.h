@@ -1,4 +1,4 @@
-// On-GPU sampling (sample.cu): the engine's Sampler chain (engine/sampler.cpp) for each
+// On-GPU sampling (sample.cu): the logits chain (backend/logits_chain.h; host version in backend/cpu/logits_chain.cpp) for each
 // logits row, so that only ids and log-probabilities cross the bus. Per row:
 //   vocabulary mask (valid[i] == 0: excluded) + non-finite check on valid ids
 //   -> log-softmax of the masked raw logits: the reported logprob of the chosen id and the
