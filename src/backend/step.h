@@ -61,6 +61,10 @@ struct StepResult {
 
 struct StepOptions {
   bool check_numerics = false;  // check every layer's output; name the first non-finite one
+  // Identity of the forward (the model; set by Model::step): steps with the same id and
+  // shape issue the same ops, so a backend may reuse what it learned from an earlier
+  // one (CUDA: a decode step whose graph exists skips its dry pass).
+  const void* forward_id = nullptr;
 };
 
 }  // namespace ballast::backend

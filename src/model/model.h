@@ -40,7 +40,9 @@ class Model {
   // Runs one step on the bound backend (forward + logits chain).
   Status step(const backend::StepPlan& plan, const backend::LogitsRequest& req, const backend::StepOptions& opts,
               backend::StepResult& out) {
-    return backend_->run(plan, [this](backend::Ops& o) { return forward(o); }, req, opts, out);
+    backend::StepOptions o = opts;
+    o.forward_id = this;
+    return backend_->run(plan, [this](backend::Ops& ops) { return forward(ops); }, req, o, out);
   }
   backend::Backend& backend() { return *backend_; }
   void set_backend(std::shared_ptr<backend::Backend> b) { backend_ = std::move(b); }

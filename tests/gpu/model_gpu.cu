@@ -366,6 +366,17 @@ static void test_random_smollm() {
   for (int i = 1; i < gm.head_rows() && st.ok(); ++i)
     if (out.logits[i] > out.logits[best]) best = i;
   CHECK(st.ok() && greedy == best, "greedy id %d vs argmax %d", greedy, best);
+  // The same bad id once a decode step of its shape has been replayed (its dry pass cached):
+  // still rejected before anything launches.
+  r.blocks.release(5);
+  st = r.run(ok, true, &valid, out);
+  r.blocks.release(5);
+  st = r.run(bad, true, &valid, out);
+  CHECK(!st.ok() && st.code() == ErrorCode::kInvalidTokenId, "oob id after a replayed step: %s", st.message().c_str());
+  r.blocks.release(5);
+  st = r.run(ok, true, &valid, out);
+  CHECK(st.ok() && !out.rows.empty() && out.rows[0].sample.id == best, "replay after a rejected id: %s",
+        st.message().c_str());
 }
 
 void run_kernel_gpu_tests();

@@ -73,6 +73,10 @@ class CudaBackend final : public backend::Backend {
   size_t host_bytes_ = 0;
   uint64_t epoch_ = 0;            // bumped by every reallocation of a buffer a graph uses
   std::map<GraphKey, GraphEntry> graphs_;
+  // Dry-pass results of decode-shaped steps by (forward id, tail and mask, tokens,
+  // block-table width): a replayed step needs only its id checks.
+  using DryKey = std::tuple<const void*, int, int, int>;
+  std::map<DryKey, OpsRecord> dry_cache_;
 
   // Step buffers (device).
   DevBuf<unsigned char> arena_;

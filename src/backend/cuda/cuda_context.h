@@ -101,6 +101,8 @@ struct OpsRecord {
   size_t counters = 0;        // attention_decode tickets
   bool logits_called = false;
   int64_t logits_cols = 0;    // rows of the LM head
+  int64_t embed_rows = -1;    // rows of the token table the forward embeds from (-1: none)
+  int64_t position_rows = -1; // rows of a learned position table (-1: none)
 };
 
 }  // namespace ballast::cuda

@@ -311,6 +311,7 @@ Status CudaOps::gemm_into(const MatIn& in, const WeightRec& w, int n, bf16* y) {
 Result<Tensor> CudaOps::embed_(WeightId table, float scale) {
   BALLAST_ASSIGN_OR_RETURN(const WeightRec* w, matrix(table, "embed"));
   BALLAST_RETURN_IF_ERROR(check_tokens(*st_.plan, w->rows));
+  rec_.embed_rows = w->rows;
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, w->cols, DT::kF32));
   if (st_.n > gemv_route_max_tokens()) {
     // The residual's delta buffer for the whole step: linear_add leaves its product here
@@ -325,6 +326,7 @@ Result<Tensor> CudaOps::embed_(WeightId table, float scale) {
 Result<Tensor> CudaOps::embed_positions_(WeightId table) {
   BALLAST_ASSIGN_OR_RETURN(const WeightRec* w, matrix(table, "embed_positions"));
   BALLAST_RETURN_IF_ERROR(check_positions(*st_.plan, w->rows));
+  rec_.position_rows = w->rows;
   BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, w->cols, DT::kF32));
   OP_LAUNCH("embed_positions", cuda::embed_positions(static_cast<const bf16*>(w->p), w->rows, static_cast<int>(w->cols),
                                                st_.pos, st_.n, static_cast<float*>(ts_[id].p), d_.flags, d_.stream));
