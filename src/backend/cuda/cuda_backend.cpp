@@ -242,6 +242,7 @@ Result<int64_t> CudaBackend::init_kv(const backend::KvLayout& l, int64_t want) {
 void CudaBackend::clear_graphs() {
   for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g.exec);
   graphs_.clear();
+  dry_cache_.clear();
 }
 
 CudaBackend::GraphEntry* CudaBackend::find_graph(const GraphKey& key) {
