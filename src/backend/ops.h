@@ -45,15 +45,21 @@ struct AttentionSpec {
   float scale = 0;    // score = scale * q.k; 0: 1/sqrt(head_dim)
   float softcap = 0;  // > 0: score = softcap * tanh(score / softcap)
   int window = 0;     // > 0: a query at p sees keys in (p - window, p]
-  bool causal = true; // false: every key of the sequence (an encoder)
+  // false: a query sees every key of its sequence's span: positions [0, last position of
+  // the sequence in this step] (an encoder, whose whole input is one step).
+  bool causal = true;
   WeightId q_norm = kNoWeight, k_norm = kNoWeight;  // (head_dim) per-head RMSNorm
   float qk_eps = 1e-6f;
   RopeId rope = -1;   // -1: no rotary embedding (learned or relative positions)
   bool rope_interleaved = false;  // pairs (2i, 2i+1) (GGUF's permuted order) vs rotate-half
-  // Room for encoder-decoders: an additive per-head position bias (n_heads, n, keys)
-  // (T5's bucketed relative bias, computed once and shared by layers), and attention
-  // over the sequence's encoder K/V instead of its own cache.
-  Tensor position_bias;
+  // Additive relative-position bias, a vector (n_heads, 2 rel_max + 1):
+  // score(h, q at p, key at t) += rel_bias[h * (2 rel_max + 1) + clamp(t - p, -rel_max, rel_max) + rel_max]
+  // (T5's bucketed bias, expanded by distance at bind time).
+  WeightId rel_bias = kNoWeight;
+  int rel_max = 0;
+  // Cross-attention: the input holds only queries (n, n_heads * head_dim); the keys are the
+  // sequence's encoder K/V (store_kv'd into `layer` by its encode step), read through the
+  // plan's cross tables; nothing is written. Non-causal, no RoPE.
   bool cross = false;
 };
 
@@ -95,6 +101,9 @@ class Ops {
   // layer's cache at the step's slots, attention over the sequence's cache:
   // (n, n_heads * head_dim). qkv is rewritten in place and must be a `linear` output.
   virtual Tensor attention(Tensor qkv, const AttentionSpec& a) = 0;
+  // kv: (n, 2 * n_kv_heads * head_dim), rows [k heads | v heads]: written to `layer`'s
+  // cache at the step's slots, no attention (an encoder's cross-attention K/V).
+  virtual void store_kv(Tensor kv, int layer) = 0;
   // The step's logits: the rows of x that want logits, normed, times head^T, optionally
   // soft-capped: (m, rows(head)). Then the backend runs the logits chain on them.
   virtual void logits(Tensor x, const Norm& final_norm, WeightId head, float softcap) = 0;

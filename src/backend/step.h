@@ -17,14 +17,6 @@ struct KvLayout {
   int64_t bytes_per_block(int64_t elem_bytes) const { return 2 * n_layers * kKvBlockTokens * row() * elem_bytes; }
 };
 
-// Encoder-decoder room: a sequence's encoder input, run once when its first decoder
-// step arrives; its cross-attention K/V lives in `cross_blocks` of the same pool.
-struct EncoderInput {
-  int32_t seq_row = 0;               // which sequence of the step
-  std::vector<int32_t> tokens;       // (n_enc,)
-  std::vector<int32_t> cross_blocks; // blocks for the n_enc cross K/V rows of every layer
-};
-
 struct StepPlan {
   std::vector<int32_t> tokens;     // (n,)
   std::vector<int32_t> positions;  // (n,) absolute position in its sequence
@@ -34,7 +26,15 @@ struct StepPlan {
   std::vector<int32_t> block_tables;
   int32_t max_blocks = 0;
   int32_t n_seqs = 0;
-  std::vector<EncoderInput> encoder;  // empty for decoder-only models
+  // Encoder-decoders. encode: the step runs the model's encoder over `tokens` (whole
+  // inputs, positions from 0, block_tables = each sequence's encoder blocks) and stores
+  // its cross-attention K/V there; no logits. A decoder step's cross-attention reads, per
+  // sequence row, cross_len[row] encoder positions through cross_tables (n_seqs,
+  // cross_max_blocks), -1 padded.
+  bool encode = false;
+  std::vector<int32_t> cross_tables;
+  std::vector<int32_t> cross_len;  // (n_seqs,)
+  int32_t cross_max_blocks = 0;
 
   size_t size() const { return tokens.size(); }
   int32_t block_of(int64_t i) const { return block_tables[static_cast<size_t>(seq_row[i]) * max_blocks + positions[i] / kKvBlockTokens]; }

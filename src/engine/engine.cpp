@@ -33,7 +33,13 @@ Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
     return error(ErrorCode::kResourceExhausted, "request queue full (" +
                                                     std::to_string(opts_.limits.max_queue) + " waiting)");
   uint64_t id = next_id_++;
-  auto a = std::make_unique<Active>(Active{std::move(req), std::move(cb), {}, 0, 0, 0, 0});
+  if (model_.encoder_decoder() && req.encoder.empty())
+    return error(ErrorCode::kInvalidArgument, "the encoder input is empty");
+  if (!model_.encoder_decoder() && !req.encoder.empty())
+    return error(ErrorCode::kInvalidArgument, "an encoder input for a decoder-only model");
+  auto a = std::make_unique<Active>();
+  a->req = std::move(req);
+  a->cb = std::move(cb);
   a->seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
   a->tokens = a->req.prompt;
   inbox_.emplace_back(id, std::move(a));
@@ -63,6 +69,7 @@ void Engine::drain_inbox() {
   }
   for (auto& [id, a] : in) {
     a->seq = next_seq_++;
+    if (!a->req.encoder.empty()) a->enc_seq = next_seq_++;
     active_[id] = std::move(a);
     sched_.enqueue(id);  // queue bound enforced at submit
   }
@@ -77,6 +84,7 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   ev.status = std::move(st);
   auto cb = std::move(it->second->cb);
   kv_.release(it->second->seq);
+  if (it->second->enc_seq >= 0) kv_.release(it->second->enc_seq);
   sched_.remove(id);
   active_.erase(it);
   if (cb) cb(ev);
@@ -95,7 +103,9 @@ bool Engine::step() {
   auto can_admit = [&](uint64_t id) {
     // Room for the prompt plus the blocks every running request may still claim.
     const auto& a = *active_.at(id);
-    return BlockManager::blocks_for(static_cast<int64_t>(a.tokens.size()) + 1) <= kv_.free_blocks();
+    return BlockManager::blocks_for(static_cast<int64_t>(a.tokens.size()) + 1) +
+               BlockManager::blocks_for(static_cast<int64_t>(a.req.encoder.size())) <=
+           kv_.free_blocks();
   };
   auto chunks = sched_.schedule(item, can_admit);
   n_waiting_ = sched_.waiting();
@@ -113,14 +123,18 @@ bool Engine::step() {
     }
     return false;
   }
+  if (model_.encoder_decoder()) encode(chunks);
   // The step plan: tokens, positions, the block tables of the step's sequences.
   backend::StepPlan plan;
   backend::LogitsRequest req;
   req.valid = valid_.get();
   std::vector<uint64_t> logit_owner;  // request of each logits row
   std::vector<int32_t> step_seqs;
+  std::vector<const Active*> step_active;
   for (const auto& ch : chunks) {
-    Active& a = *active_.at(ch.id);
+    auto found = active_.find(ch.id);
+    if (found == active_.end()) continue;  // its encoder failed
+    Active& a = *found->second;
     Status st = kv_.reserve(a.seq, a.computed + ch.n_tokens);
     if (!st.ok()) {
       finish(ch.id, FinishReason::kError, st, {});
@@ -128,6 +142,7 @@ bool Engine::step() {
     }
     const int32_t row = static_cast<int32_t>(step_seqs.size());
     step_seqs.push_back(a.seq);
+    step_active.push_back(&a);
     for (int64_t i = 0; i < ch.n_tokens; ++i) {
       const int64_t pos = a.computed + i;
       const bool last = pos + 1 == static_cast<int64_t>(a.tokens.size());
@@ -149,6 +164,18 @@ bool Engine::step() {
   }
   if (plan.size() == 0) return true;
   kv_.fill_tables(step_seqs, plan);
+  if (model_.encoder_decoder()) {
+    // Cross-attention reads each sequence's encoder blocks.
+    std::vector<int32_t> enc_seqs;
+    for (const Active* a : step_active) {
+      enc_seqs.push_back(a->enc_seq);
+      plan.cross_len.push_back(static_cast<int32_t>(a->req.encoder.size()));
+    }
+    backend::StepPlan cross;
+    kv_.fill_tables(enc_seqs, cross);
+    plan.cross_tables = std::move(cross.block_tables);
+    plan.cross_max_blocks = cross.max_blocks;
+  }
   backend::StepResult result;
   Status st = model_.step(plan, req, opts_.forward, result);
   if (!st.ok()) {
@@ -190,6 +217,39 @@ bool Engine::step() {
     }
   }
   return true;
+}
+
+void Engine::encode(const std::vector<ScheduledChunk>& chunks) {
+  backend::StepPlan plan;
+  plan.encode = true;
+  std::vector<int32_t> seqs;
+  std::vector<uint64_t> ids;
+  for (const auto& ch : chunks) {
+    Active& a = *active_.at(ch.id);
+    if (a.encoded) continue;
+    const int64_t n = static_cast<int64_t>(a.req.encoder.size());
+    Status st = kv_.reserve(a.enc_seq, n);
+    if (!st.ok()) {
+      finish(ch.id, FinishReason::kError, st, {});
+      continue;
+    }
+    const int32_t row = static_cast<int32_t>(seqs.size());
+    seqs.push_back(a.enc_seq);
+    ids.push_back(ch.id);
+    for (int64_t i = 0; i < n; ++i) {
+      plan.tokens.push_back(a.req.encoder[i]);
+      plan.positions.push_back(static_cast<int32_t>(i));
+      plan.seq_row.push_back(row);
+    }
+  }
+  if (ids.empty()) return;
+  kv_.fill_tables(seqs, plan);
+  backend::StepResult result;
+  Status st = model_.step(plan, backend::LogitsRequest{}, opts_.forward, result);
+  for (uint64_t id : ids) {
+    if (!st.ok()) finish(id, FinishReason::kError, Status(st.code(), "encoder: " + st.message()), {});
+    else active_.at(id)->encoded = true;
+  }
 }
 
 }  // namespace ballast::engine

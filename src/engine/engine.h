@@ -24,7 +24,8 @@ enum class FinishReason { kNone, kStop, kLength, kError, kCancelled };
 const char* finish_reason_name(FinishReason r);
 
 struct GenerationRequest {
-  std::vector<int32_t> prompt;        // validated ids
+  std::vector<int32_t> prompt;        // validated ids (encoder-decoders: the decoder's start)
+  std::vector<int32_t> encoder;       // encoder-decoders: the encoder input (validated ids)
   SamplingParams sampling;
   int64_t max_tokens = 16;
   bool ignore_eos = false;
@@ -74,9 +75,14 @@ class Engine {
     int64_t computed = 0;
     int64_t n_generated = 0;
     int32_t seq = 0;
+    int32_t enc_seq = -1;  // encoder-decoders: the block-manager sequence of the cross K/V
+    bool encoded = false;
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
   };
   void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
+  // Runs the encode step for the scheduled requests whose encoder has not run; a request
+  // whose encoder fails is finished with the error.
+  void encode(const std::vector<ScheduledChunk>& chunks);
   void drain_inbox();
 
   model::Model& model_;

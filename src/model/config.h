@@ -10,7 +10,7 @@ namespace ballast::model {
 
 enum class RopeScaling { kNone, kLinear, kLlama3 };
 enum class RopeLayout { kNeox, kInterleaved };  // HF rotate-half vs GGML llama (permuted q/k)
-enum class Activation { kSilu, kGeluTanh, kGeluErf };
+enum class Activation { kSilu, kGeluTanh, kGeluErf, kRelu };
 
 struct RopeParams {
   double theta = 10000.0;
@@ -46,6 +46,12 @@ struct ModelConfig {
   double final_logit_softcap = 0.0, attn_logit_softcap = 0.0;
   int64_t sliding_window = 0;
   std::vector<bool> layer_sliding;  // per layer; empty = none sliding
+  // Encoder-decoders (T5): n_layers counts the encoder's layers.
+  bool encoder_decoder = false;
+  int64_t n_decoder_layers = 0;
+  int64_t rel_buckets = 0, rel_max_distance = 0;  // relative-position buckets (T5)
+  bool gated_ffn = true;                          // T5: gated-gelu (v1.1, flan) vs plain ReLU (original)
+  std::optional<int64_t> decoder_start_id;
   bool fp16_overflow_prone = false;  // activations overflow float16 (Gemma): the audit warns on f16 weights
   // Special ids as the model config declares them (the audit compares sources).
   std::vector<int64_t> eos_ids, gen_eos_ids;

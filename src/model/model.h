@@ -30,6 +30,14 @@ class Model {
   virtual Status bind(Binder& b) = 0;
   // The forward pass: embeddings -> layers -> logits, as ops.
   virtual Status forward(backend::Ops& o) const = 0;
+  // Encoder-decoders: the encoder pass of an encode step (plan.encode): whole inputs ->
+  // encoder layers -> every decoder layer's cross-attention K/V, stored in the KV pool.
+  virtual bool encoder_decoder() const { return false; }
+  virtual Status encode(backend::Ops& o) const {
+    return error(ErrorCode::kUnsupported, cfg_.source_arch + " has no encoder");
+  }
+  // The decoder's first input (T5's decoder_start_token_id); encoder-decoders only.
+  int64_t decoder_start() const { return cfg_.decoder_start_id.value_or(0); }
 
   // --resize-embeddings: grows the embedding (and an untied head) in `ws` to `rows` rows
   // (new rows: the mean of the others). Bind again afterwards.
@@ -41,6 +49,10 @@ class Model {
   Status step(const backend::StepPlan& plan, const backend::LogitsRequest& req, const backend::StepOptions& opts,
               backend::StepResult& out) {
     backend::StepOptions o = opts;
+    if (plan.encode) {
+      o.forward_id = reinterpret_cast<const char*>(this) + 1;
+      return backend_->run(plan, [this](backend::Ops& ops) { return encode(ops); }, req, o, out);
+    }
     o.forward_id = this;
     return backend_->run(plan, [this](backend::Ops& ops) { return forward(ops); }, req, o, out);
   }

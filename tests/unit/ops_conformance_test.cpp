@@ -66,12 +66,13 @@ TEST(OpsCpu, FailingAttentionFailsTheStep) {
     a.n_heads = a.n_kv_heads = 1;
     a.head_dim = 64;
     a.layer = mode == 0 ? 1 : 0;  // mode 0: no such layer in the pool
-    a.causal = mode != 1;         // mode 1: bidirectional (not on the CPU yet)
-    a.cross = mode == 2;          // mode 2: cross attention (not on the CPU yet)
+    a.cross = mode == 1;          // mode 1: cross-attention in a step without cross tables
+    a.rel_bias = mode == 2 ? h.vec({1.0, 2.0}) : kNoWeight;  // mode 2: bias table of the wrong size
+    a.rel_max = 4;
     std::vector<float> out;
     Status st = h.run_status(simple_plan(iota_tokens(2)), h.reader([=](Ops& o) { return o.attention(o.embed(in, 1.f), a); }, 64), out);
     EXPECT_FALSE(st.ok()) << "mode " << mode;
-    EXPECT_EQ(st.code(), mode == 0 ? ErrorCode::kInternal : ErrorCode::kUnsupported) << st.message();
+    EXPECT_EQ(st.code(), ErrorCode::kInternal) << st.message();
   }
   std::vector<float> out;
   EXPECT_TRUE(h.run_status(simple_plan(iota_tokens(2)), h.reader([=](Ops& o) { return o.embed(in, 1.f); }, W), out).ok());

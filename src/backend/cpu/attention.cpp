@@ -1,4 +1,5 @@
-// Causal GQA attention over a KV span. Work items are (query, kv head, key chunk):
+// GQA attention over a KV span (causal, windowed, or a whole encoder span; optional
+// relative-position bias). Work items are (query, kv head, key chunk):
 // the query heads sharing a kv head read each K/V row once, and long spans split into
 // key chunks (partial softmax states merged afterwards) so one decode query still
 // keeps every thread busy.
@@ -27,6 +28,7 @@ struct Span {
 };
 
 Span span_of(int64_t pos, const AttentionParams& p) {
+  if (p.kv_len >= 0) return {0, p.kv_len - 1};
   return {p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0, pos};
 }
 
@@ -37,15 +39,23 @@ inline int64_t cache_row(const int32_t* blocks, int64_t t) {
   return blocks ? static_cast<int64_t>(blocks[t >> 4]) * 16 + (t & 15) : t;
 }
 
-void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
-                  int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
-                  Partial* parts, std::vector<float>& scores) {
+void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* v, int64_t kv_stride,
+                  const int32_t* blocks, int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi,
+                  const AttentionParams& p, Partial* parts, std::vector<float>& scores) {
   const int64_t d = p.head_dim, n = hi - lo + 1;
   scores.resize(group * n);
   const float* kb = k + g * d;
   for (int64_t t = 0; t < n; ++t) {
     const float* kr = kb + cache_row(blocks, lo + t) * kv_stride;  // one K row serves all heads of the group
     for (int64_t j = 0; j < group; ++j) scores[j * n + t] = p.scale * dot_f32(q_i + (h0 + j) * d, kr, d);
+  }
+  if (p.rel_bias) {
+    const int64_t width = 2 * p.rel_max + 1;
+    for (int64_t j = 0; j < group; ++j) {
+      const float* bias = p.rel_bias + (h0 + j) * width + p.rel_max;
+      for (int64_t t = 0; t < n; ++t)
+        scores[j * n + t] += bias[std::clamp<int64_t>(lo + t - q_pos, -p.rel_max, p.rel_max)];
+    }
   }
   for (int64_t j = 0; j < group; ++j) {
     float* s = scores.data() + j * n;
@@ -93,7 +103,7 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
       if (n_chunks == 1) {
         // Whole span in one chunk: normalize straight into out.
         for (int64_t j = 0; j < group; ++j) parts[j].acc = out + (i * p.n_heads + g * group + j) * d;
-        attend_chunk(q_i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
+        attend_chunk(q_i, q_pos0 + i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
         for (int64_t j = 0; j < group; ++j) scale(parts[j].acc, 1.f / parts[j].sum, d);
         continue;
       }
@@ -106,7 +116,7 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
         }
         continue;
       }
-      attend_chunk(q_i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
+      attend_chunk(q_i, q_pos0 + i, k, v, kv_stride, blocks, g, g * group, group, lo, hi, p, parts.data(), scores);
       for (int64_t j = 0; j < group; ++j) {
         st[j * (d + 2)] = parts[j].max;
         st[j * (d + 2) + 1] = parts[j].sum;

@@ -122,6 +122,21 @@ Status CpuBackend::run(const backend::StepPlan& plan, const Forward& forward, co
       return error(ErrorCode::kInternal, "KV block table entry " + std::to_string(b) + " out of range (pool of " +
                                              std::to_string(blocks_) + " blocks)");
   }
+  if (plan.cross_max_blocks > 0 || !plan.cross_len.empty()) {
+    if (plan.cross_len.size() != static_cast<size_t>(plan.n_seqs) ||
+        plan.cross_tables.size() != static_cast<size_t>(plan.n_seqs) * plan.cross_max_blocks)
+      return error(ErrorCode::kInternal, "step plan: inconsistent cross-attention tables");
+    for (int32_t r = 0; r < plan.n_seqs; ++r) {
+      const int32_t len = plan.cross_len[r];
+      if (len <= 0 || len > plan.cross_max_blocks * backend::kKvBlockTokens)
+        return error(ErrorCode::kInternal, "step plan: cross length " + std::to_string(len) + " outside its table");
+      for (int32_t j = 0; j < (len + backend::kKvBlockTokens - 1) / backend::kKvBlockTokens; ++j) {
+        const int32_t b = plan.cross_tables[static_cast<size_t>(r) * plan.cross_max_blocks + j];
+        if (b < 0 || b >= blocks_)
+          return error(ErrorCode::kInternal, "cross block table entry " + std::to_string(b) + " out of range");
+      }
+    }
+  }
   BALLAST_RETURN_IF_ERROR(run_cpu_forward(*this, plan, forward, opts));
   const int64_t m = static_cast<int64_t>(plan.logit_rows.size());
   const int64_t V = m > 0 ? static_cast<int64_t>(logits_.size()) / m : 0;

@@ -113,6 +113,7 @@ class CpuOps : public backend::Ops {
   }
 
   Tensor attention(Tensor qkv, const backend::AttentionSpec& a) override;
+  void store_kv(Tensor kv, int layer) override;
 
   void logits(Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap) override {
     if (!ok()) return;
@@ -207,51 +208,65 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
   const int64_t hd = a.head_dim, qw = a.n_heads * hd, kw = a.n_kv_heads * hd;
   Tensor out = alloc(n_, qw);
   if (!ok()) return out;
-  if (!a.causal || a.cross || a.position_bias.valid()) {
-    fail(error(ErrorCode::kUnsupported, "attention: bidirectional, cross and position-bias attention are not "
-                                        "implemented on the CPU yet"));
-    return out;
-  }
   const auto& kvl = be_.kv_layout();
   if (a.layer < 0 || a.layer >= kvl.n_layers || kw != kvl.row()) {
     fail(error(ErrorCode::kInternal, "attention: layer " + std::to_string(a.layer) + " does not match the KV pool"));
     return out;
   }
+  const int64_t stride = a.cross ? qw : qw + 2 * kw;
+  if (qkv.cols != stride) {
+    fail(error(ErrorCode::kInternal, "attention: input has " + std::to_string(qkv.cols) + " columns, expected " +
+                                         std::to_string(stride)));
+    return out;
+  }
+  if (a.cross && plan_.cross_len.empty()) {
+    fail(error(ErrorCode::kInternal, "attention: cross-attention in a step without cross tables"));
+    return out;
+  }
+  const float* rel = nullptr;
+  if (a.rel_bias != backend::kNoWeight) {
+    rel = be_.vec(a.rel_bias).data();
+    if (a.rel_max < 0 || static_cast<int64_t>(be_.vec(a.rel_bias).size()) != a.n_heads * (2 * a.rel_max + 1)) {
+      fail(error(ErrorCode::kInternal, "attention: relative bias table of the wrong size"));
+      return out;
+    }
+  }
   float* qkvp = data(qkv);
-  const int64_t stride = qw + 2 * kw;
-  // Per-head q/k norm and RoPE, in place on the packed rows.
-  const float* qn = a.q_norm == backend::kNoWeight ? nullptr : be_.vec(a.q_norm).data();
-  const float* kn = a.k_norm == backend::kNoWeight ? nullptr : be_.vec(a.k_norm).data();
-  const std::vector<float>* inv = a.rope >= 0 ? &be_.rope(a.rope) : nullptr;
-  const auto layout = a.rope_interleaved ? RopeLayout::kInterleaved : RopeLayout::kNeox;
   float* kc = be_.k_pool(a.layer);
   float* vc = be_.v_pool(a.layer);
-  be_.pool().parallel_for(n_, [&](int64_t b, int64_t e) {
-    std::vector<float> c, s;
-    for (int64_t t = b; t < e; ++t) {
-      float* q = qkvp + t * stride;
-      float* k = q + qw;
-      const float* v = k + kw;
-      if (qn) rmsnorm_rows(q, q, qn, a.n_heads, hd, a.qk_eps);
-      if (kn) rmsnorm_rows(k, k, kn, a.n_kv_heads, hd, a.qk_eps);
-      if (inv) {
-        const int64_t rot = static_cast<int64_t>(inv->size()) * 2;
-        c.resize(rot / 2);
-        s.resize(rot / 2);
-        // Angles in double so long positions keep precision.
-        for (int64_t i = 0; i < rot / 2; ++i) {
-          const double ang = static_cast<double>(plan_.positions[t]) * (*inv)[i];
-          c[i] = static_cast<float>(std::cos(ang));
-          s[i] = static_cast<float>(std::sin(ang));
+  if (!a.cross) {
+    // Per-head q/k norm and RoPE, in place on the packed rows; K/V into the cache.
+    const float* qn = a.q_norm == backend::kNoWeight ? nullptr : be_.vec(a.q_norm).data();
+    const float* kn = a.k_norm == backend::kNoWeight ? nullptr : be_.vec(a.k_norm).data();
+    const std::vector<float>* inv = a.rope >= 0 ? &be_.rope(a.rope) : nullptr;
+    const auto layout = a.rope_interleaved ? RopeLayout::kInterleaved : RopeLayout::kNeox;
+    be_.pool().parallel_for(n_, [&](int64_t b, int64_t e) {
+      std::vector<float> c, s;
+      for (int64_t t = b; t < e; ++t) {
+        float* q = qkvp + t * stride;
+        float* k = q + qw;
+        const float* v = k + kw;
+        if (qn) rmsnorm_rows(q, q, qn, a.n_heads, hd, a.qk_eps);
+        if (kn) rmsnorm_rows(k, k, kn, a.n_kv_heads, hd, a.qk_eps);
+        if (inv) {
+          const int64_t rot = static_cast<int64_t>(inv->size()) * 2;
+          c.resize(rot / 2);
+          s.resize(rot / 2);
+          // Angles in double so long positions keep precision.
+          for (int64_t i = 0; i < rot / 2; ++i) {
+            const double ang = static_cast<double>(plan_.positions[t]) * (*inv)[i];
+            c[i] = static_cast<float>(std::cos(ang));
+            s[i] = static_cast<float>(std::sin(ang));
+          }
+          rope(q, a.n_heads, hd, rot, c.data(), s.data(), layout);
+          rope(k, a.n_kv_heads, hd, rot, c.data(), s.data(), layout);
         }
-        rope(q, a.n_heads, hd, rot, c.data(), s.data(), layout);
-        rope(k, a.n_kv_heads, hd, rot, c.data(), s.data(), layout);
+        const int64_t slot = plan_.slot(t);
+        std::memcpy(kc + slot * kw, k, static_cast<size_t>(kw) * 4);
+        std::memcpy(vc + slot * kw, v, static_cast<size_t>(kw) * 4);
       }
-      const int64_t slot = plan_.slot(t);
-      std::memcpy(kc + slot * kw, k, static_cast<size_t>(kw) * 4);
-      std::memcpy(vc + slot * kw, v, static_cast<size_t>(kw) * 4);
-    }
-  });
+    });
+  }
   AttentionParams ap;
   ap.n_heads = a.n_heads;
   ap.n_kv_heads = a.n_kv_heads;
@@ -259,6 +274,8 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
   ap.scale = a.scale > 0 ? a.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   ap.softcap = a.softcap;
   ap.window = a.window;
+  ap.rel_bias = rel;
+  ap.rel_max = a.rel_max;
   // Queries: a contiguous (n, qw) copy of the q heads.
   backend::Ops::Scope scope(*this);
   Tensor q = alloc(n_, qw);
@@ -267,12 +284,42 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
     // A run of consecutive positions of one sequence.
     int64_t j = i + 1;
     while (j < n_ && plan_.seq_row[j] == plan_.seq_row[i] && plan_.positions[j] == plan_.positions[j - 1] + 1) ++j;
-    const int32_t* blocks = plan_.block_tables.data() + static_cast<size_t>(plan_.seq_row[i]) * plan_.max_blocks;
+    const int32_t row = plan_.seq_row[i];
+    const int32_t* blocks = plan_.block_tables.data() + static_cast<size_t>(row) * plan_.max_blocks;
+    if (a.cross) {
+      blocks = plan_.cross_tables.data() + static_cast<size_t>(row) * plan_.cross_max_blocks;
+      ap.kv_len = plan_.cross_len[row];
+    } else if (!a.causal) {
+      // The sequence's whole span: its last position in this step (an encoder step holds
+      // every input token of the sequence).
+      int64_t last = plan_.positions[j - 1];
+      for (int64_t t = j; t < n_ && plan_.seq_row[t] == row; ++t) last = std::max<int64_t>(last, plan_.positions[t]);
+      ap.kv_len = last + 1;
+    }
     cpu::attention(data(q) + i * qw, j - i, plan_.positions[i], kc, vc, kw, data(out) + i * qw, ap, &be_.pool(),
                    blocks);
     i = j;
   }
   return out;
+}
+
+void CpuOps::store_kv(Tensor kv, int layer) {
+  if (!ok()) return;
+  const auto& kvl = be_.kv_layout();
+  const int64_t kw = kvl.row();
+  if (layer < 0 || layer >= kvl.n_layers || kv.cols != 2 * kw || kv.rows != n_) {
+    fail(error(ErrorCode::kInternal, "store_kv: layer " + std::to_string(layer) + " / " + std::to_string(kv.cols) +
+                                         " columns do not match the KV pool"));
+    return;
+  }
+  float* kc = be_.k_pool(layer);
+  float* vc = be_.v_pool(layer);
+  const float* p = data(kv);
+  for (int64_t t = 0; t < n_; ++t) {
+    const int64_t slot = plan_.slot(t);
+    std::memcpy(kc + slot * kw, p + t * 2 * kw, static_cast<size_t>(kw) * 4);
+    std::memcpy(vc + slot * kw, p + t * 2 * kw + kw, static_cast<size_t>(kw) * 4);
+  }
 }
 
 }  // namespace

@@ -56,9 +56,14 @@ struct AttentionParams {
   float scale = 0.f;       // logits = scale * q.k (usually 1/sqrt(head_dim))
   float softcap = 0.f;     // > 0: logits = softcap * tanh(logits / softcap)
   int64_t window = 0;      // > 0: a query at position p sees keys in (p - window, p]
+  int64_t kv_len = -1;     // >= 0: non-causal, every query sees keys [0, kv_len)
+  // Additive bias (n_heads, 2 rel_max + 1) by clamped distance t - p (see backend::AttentionSpec).
+  const float* rel_bias = nullptr;
+  int64_t rel_max = 0;
 };
 
-// Causal attention of n_q consecutive queries against a KV cache span.
+// Causal attention of n_q consecutive queries against a KV cache span (or, with
+// p.kv_len >= 0, every query against keys [0, kv_len)).
 // q:   (n_q, n_heads, head_dim); query i sits at absolute position q_pos0 + i.
 // k,v: (>= q_pos0 + n_q rows, n_kv_heads * head_dim) with row stride kv_stride floats;
 //      row t holds position t.

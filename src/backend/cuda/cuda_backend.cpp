@@ -297,7 +297,7 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
   out.rows.clear();
   out.logits.clear();
   if (d_.n_blocks == 0) return error(ErrorCode::kInternal, "CUDA backend: run() before init_kv()");
-  if (!plan.encoder.empty())
+  if (plan.encode || plan.cross_max_blocks > 0)
     return error(ErrorCode::kUnsupported, "--device cuda: encoder-decoder models are not implemented on the GPU yet");
   const double t0 = g_timing.on ? now_us() : 0;
   StepIndex st;

@@ -142,8 +142,13 @@ void CudaOps::add(Tensor r, Tensor y) {
 }
 Tensor CudaOps::attention(Tensor qkv, const AttentionSpec& a) {
   fp(9, bits(qkv), a.layer, a.n_heads, a.n_kv_heads, a.head_dim, bits(a.scale), bits(a.softcap), a.window, a.causal,
-     a.q_norm, a.k_norm, bits(a.qk_eps), a.rope, a.rope_interleaved, bits(a.position_bias), a.cross);
+     a.q_norm, a.k_norm, bits(a.qk_eps), a.rope, a.rope_interleaved, a.rel_bias, a.rel_max, a.cross);
   return status_.ok() ? done(attention_(qkv, a)) : Tensor{};
+}
+void CudaOps::store_kv(Tensor kv, int layer) {
+  fp(12, bits(kv), layer);
+  if (status_.ok())
+    done(error(ErrorCode::kUnsupported, "--device cuda: store_kv (encoder-decoder models) is not implemented on the GPU yet"));
 }
 void CudaOps::logits(Tensor x, const backend::Norm& fn, WeightId head, float softcap) {
   fp(10, bits(x), static_cast<int>(fn.kind), fn.w, fn.b, bits(fn.eps), head, bits(softcap));
@@ -478,7 +483,7 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
   if (a.softcap > 0) return unsupported("attention logit soft-capping");
   if (!a.causal) return unsupported("non-causal (encoder) attention");
   if (a.cross) return unsupported("cross-attention");
-  if (a.position_bias.valid()) return unsupported("an attention position bias");
+  if (a.rel_bias != backend::kNoWeight) return unsupported("a relative-position attention bias");
   BALLAST_ASSIGN_OR_RETURN(int qi, get(qkv, "attention"));
   const auto& kv = d_.kv;
   if (a.layer < 0 || a.layer >= kv.n_layers || a.n_kv_heads != kv.n_kv_heads || a.head_dim != kv.head_dim)

@@ -40,6 +40,7 @@ class CudaOps final : public backend::Ops {
   backend::Tensor activation(backend::Tensor x, backend::Act act) override;
   void add(backend::Tensor residual, backend::Tensor y) override;
   backend::Tensor attention(backend::Tensor qkv, const backend::AttentionSpec& a) override;
+  void store_kv(backend::Tensor kv, int layer) override;
   void logits(backend::Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap) override;
   void check(backend::Tensor, int64_t) override {}  // no cheap check on the GPU
   Status status() const override { return status_; }
