@@ -54,7 +54,7 @@ int run_chat(ChatArgs& a) {
     auto ids = rt.tok->encode(text, {!has_bos, true});
     if (!ids.ok()) return fail(ids.status());
     engine::GenerationRequest req;
-    req.prompt = ids.value();
+    runtime::set_input(rt.model(), req, ids.value());
     req.sampling = runtime::default_sampling(rt);
     if (a.temperature >= 0) req.sampling.temperature = a.temperature;
     if (a.seed >= 0) req.sampling.seed = static_cast<uint64_t>(a.seed);

@@ -56,18 +56,20 @@ int run_generate(GenerateArgs& a) {
   if (!rtr.ok()) return fail(rtr.status());
   auto& rt = *rtr.value();
   engine::GenerationRequest req;
+  std::vector<int32_t> prompt;  // the prompt (encoder-decoders: the encoder input)
   if (!a.prompt_ids.empty()) {
     auto ids = parse_id_list(a.prompt_ids);
     if (ids.empty()) return fail(error(ErrorCode::kInvalidTokenId, "invalid_token_id: --prompt-ids is empty"));
     Status st = vocab::validate_ids(ids, rt.audit, "--prompt-ids");
     if (!st.ok()) return fail(Status(st.code(), "invalid_token_id: " + st.message()));
-    for (auto& v : ids) req.prompt.push_back(static_cast<int32_t>(v.get<int64_t>()));
+    for (auto& v : ids) prompt.push_back(static_cast<int32_t>(v.get<int64_t>()));
   } else {
     auto enc = rt.tok->encode(a.prompt, {true, true});
     if (!enc.ok()) return fail(enc.status());
-    req.prompt = enc.value();
-    if (req.prompt.empty()) return fail(error(ErrorCode::kInvalidArgument, "--prompt encodes to no tokens"));
+    prompt = enc.value();
+    if (prompt.empty()) return fail(error(ErrorCode::kInvalidArgument, "--prompt encodes to no tokens"));
   }
+  runtime::set_input(rt.model(), req, prompt);
   req.sampling = runtime::default_sampling(rt);
   if (a.temperature >= 0) req.sampling.temperature = a.temperature;
   if (a.top_k >= 0) req.sampling.top_k = a.top_k;
@@ -79,7 +81,6 @@ int run_generate(GenerateArgs& a) {
   req.max_tokens = a.max_tokens;
   req.ignore_eos = a.ignore_eos;
   req.stop_ids = rt.audit.stop_ids;
-  const auto prompt = req.prompt;
   tokenizer::StreamDecoder stream(*rt.tok, true);
   auto out = runtime::generate_sync(rt, std::move(req), a.ctx_size, [&](int32_t id) {
     if (a.json) return;
@@ -123,7 +124,7 @@ void add_generate(CLI::App& app, Options& o) {
   auto* c = app.add_subcommand("generate", "generate a completion for a prompt");
   add_runtime_options(c, o, a->rt, a->log_format);
   c->add_option("--prompt", a->prompt, "prompt text (gets the tokenizer's usual special tokens, e.g. BOS)");
-  c->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, comma-separated, used exactly as given");
+  c->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, comma-separated, used exactly as given (encoder-decoders: the encoder input)");
   o.add(c, "--max-tokens,-n", a->max_tokens, "tokens to generate at most");
   c->add_option("--temperature", a->temperature, "0 = greedy (default: generation_config.json / GGUF, else greedy)");
   c->add_option("--top-k", a->top_k, "keep the k most likely tokens (0 = off)");

@@ -85,4 +85,9 @@ Result<std::vector<float>> Binder::values(const std::string& name, int64_t n) co
   return ws_->get_f32(name, n);
 }
 
+Result<std::vector<float>> Binder::values(const std::string& name, const std::vector<int64_t>& shape) const {
+  if (random()) return error(ErrorCode::kNotFound, "random weights: no tensor '" + name + "'");
+  return ws_->get_f32(name, shape);
+}
+
 }  // namespace ballast::model

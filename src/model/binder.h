@@ -50,6 +50,7 @@ class Binder {
                                     float random_value = 0.f);
   // Host values of a small tensor (rope_freqs).
   Result<std::vector<float>> values(const std::string& name, int64_t n) const;
+  Result<std::vector<float>> values(const std::string& name, const std::vector<int64_t>& shape) const;
   backend::Backend& backend() { return be_; }
 
  private:

@@ -51,6 +51,7 @@ struct ModelConfig {
   int64_t n_decoder_layers = 0;
   int64_t rel_buckets = 0, rel_max_distance = 0;  // relative-position buckets (T5)
   bool gated_ffn = true;                          // T5: gated-gelu (v1.1, flan) vs plain ReLU (original)
+  bool scale_decoder_output = false;              // T5: final hidden x d_model^-0.5 before the head (original)
   std::optional<int64_t> decoder_start_id;
   bool fp16_overflow_prone = false;  // activations overflow float16 (Gemma): the audit warns on f16 weights
   // Special ids as the model config declares them (the audit compares sources).

@@ -30,7 +30,13 @@ Result<const Weight*> WeightSet::get(const std::string& name, std::vector<int64_
 }
 
 Result<std::vector<float>> WeightSet::get_f32(const std::string& name, int64_t n) const {
-  BALLAST_ASSIGN_OR_RETURN(const Weight* w, get(name, {n}));
+  return get_f32(name, std::vector<int64_t>{n});
+}
+
+Result<std::vector<float>> WeightSet::get_f32(const std::string& name, const std::vector<int64_t>& shape) const {
+  BALLAST_ASSIGN_OR_RETURN(const Weight* w, get(name, shape));
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
   std::vector<float> out(n);
   ballast::dequantize_row(w->dtype, w->data, out.data(), n);
   return out;

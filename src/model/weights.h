@@ -38,6 +38,7 @@ class WeightSet {
   Result<const Weight*> get(const std::string& name, std::vector<int64_t> shape) const;
   // A vector (norm weight, bias) converted to f32.
   Result<std::vector<float>> get_f32(const std::string& name, int64_t n) const;
+  Result<std::vector<float>> get_f32(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::map<std::string, Weight>& all() const { return weights_; }
   // Replaces `name` (rows, cols) with an owned f32 copy grown to new_rows; new rows are
   // the mean of the existing rows (--resize-embeddings).

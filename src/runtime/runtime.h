@@ -43,6 +43,18 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts);
 // Engine sampling defaults from generation_config.json / GGUF metadata.
 engine::SamplingParams default_sampling(const Runtime& rt);
 
+// A request's input ids: a decoder-only model's prompt, or an encoder-decoder's encoder
+// input (its decoder then starts from decoder_start_token_id, which is not reported as
+// generated).
+inline void set_input(model::Model& m, engine::GenerationRequest& req, std::vector<int32_t> ids) {
+  if (m.encoder_decoder()) {
+    req.encoder = std::move(ids);
+    req.prompt = {static_cast<int32_t>(m.decoder_start())};
+  } else {
+    req.prompt = std::move(ids);
+  }
+}
+
 }  // namespace ballast::runtime
 
 namespace ballast::runtime {

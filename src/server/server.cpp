@@ -294,7 +294,7 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
     out.prompt_tokens += n;
     for (int64_t j = 0; j < p.n; ++j) {
       SequenceSpec spec;
-      spec.req.prompt = ids;
+      runtime::set_input(s.rt->model(), spec.req, ids);
       spec.req.sampling = sp;
       if (sp.seed) spec.req.sampling.seed = *sp.seed + static_cast<uint64_t>(j);
       spec.req.max_tokens = max_tokens;

@@ -9,7 +9,7 @@ import pytest
 
 from fixture_lib import FIXTURES, check_against_reference, expected, fixture, run
 
-MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
+MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "t5", "t5_relu_tied"]
 CASES = [(name, i) for name in MODEL_FIXTURES for i in range(len(expected(name)["cases"]))]
 
 
@@ -42,12 +42,13 @@ def test_inspect_reports_architecture(name):
     j = r.json
     cfg = json.loads((FIXTURES / name / "config.json").read_text())
     assert j["model"]["architecture"] == cfg["architectures"][0]
-    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))  # GPT-2 names its fields n_*
-    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
-    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    # GPT-2 names its fields n_*, T5 d_model / num_layers (the encoder's) / d_kv.
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer", cfg.get("num_layers")))
+    hidden = cfg.get("hidden_size", cfg.get("n_embd", cfg.get("d_model")))
+    heads = cfg.get("num_attention_heads", cfg.get("n_head", cfg.get("num_heads")))
     assert j["model"]["layers"] == layers
     assert j["model"]["hidden"] == hidden
-    assert j["model"]["head_dim"] == (cfg.get("head_dim") or hidden // heads)
+    assert j["model"]["head_dim"] == (cfg.get("head_dim") or cfg.get("d_kv") or hidden // heads)
     assert j["vocab"]["embedding_rows"] == expected(name)["rows"]
     assert j["vocab"]["valid_ids"] == expected(name)["valid_ids"]
 

@@ -4,7 +4,8 @@
 // shared by its layers; bidirectional in the encoder, causal in the decoder), no absolute
 // positions, and a ReLU (original T5) or gated-GELU (v1.1, flan) feed-forward. The
 // decoder's layers add cross-attention over the encoder output. The LM head is untied
-// (v1.1) or the shared embedding with the output rescaled by d_model^-0.5 (original).
+// (v1.1) or the shared embedding with the output rescaled by d_model^-0.5 (original;
+// transformers 5 configs name the rescale scale_decoder_outputs).
 //
 // Steps: an encode step (plan.encode) runs the encoder over whole inputs and stores, for
 // every decoder layer, the cross-attention K/V of the encoder output in the KV pool; a
@@ -114,8 +115,8 @@ class T5Model : public DecoderModel {
       BALLAST_ASSIGN_OR_RETURN(dec_[l].ffn, ffn("decoder", l, "layer.2"));
     }
     BALLAST_ASSIGN_OR_RETURN(enc_norm_, b.vector("encoder.final_layer_norm.weight", H));
-    // The tied head's d_model^-0.5 rescale folds into the final norm's weight.
-    const float head_scale = tied_ ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))) : 1.f;
+    // Original T5's d_model^-0.5 output rescale folds into the final norm's weight.
+    const float head_scale = c.scale_decoder_output ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(H))) : 1.f;
     if (b.random() || head_scale == 1.f) {
       BALLAST_ASSIGN_OR_RETURN(dec_norm_, b.vector("decoder.final_layer_norm.weight", H, 0.f, head_scale));
     } else {
@@ -203,7 +204,7 @@ class T5Model : public DecoderModel {
       table.resize(static_cast<size_t>(nb * nh));
       for (size_t i = 0; i < table.size(); ++i) table[i] = 0.05f * static_cast<float>((i * 7919) % 41) - 1.0f;
     } else {
-      BALLAST_ASSIGN_OR_RETURN(table, b.values(name, nb * nh));
+      BALLAST_ASSIGN_OR_RETURN(table, b.values(name, std::vector<int64_t>{nb, nh}));  // (buckets, heads)
     }
     std::vector<float> out(static_cast<size_t>(nh * (2 * R + 1)));
     for (int64_t d = -R; d <= R; ++d) {
@@ -262,7 +263,13 @@ Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
   else if (act == "silu") out.act = Activation::kSilu;
   else return error(ErrorCode::kUnsupported, file + ": field 'feed_forward_proj' = '" + proj +
                                                  "' (relu, gated-gelu, gelu_new, gated-silu)");
-  std::vector<int64_t> start;
+  // Original T5 rescales the decoder output before its (tied) head; v1.1 / flan-t5 say
+  // tie_word_embeddings: false and do not. transformers 5 writes the choice as
+  // scale_decoder_outputs (and always ties, so its configs say true).
+  if (cfg.contains("scale_decoder_outputs") && cfg["scale_decoder_outputs"].is_boolean())
+    out.scale_decoder_output = cfg["scale_decoder_outputs"].get<bool>();
+  else
+    out.scale_decoder_output = !(cfg.contains("tie_word_embeddings") && cfg["tie_word_embeddings"] == false);
   if (cfg.contains("decoder_start_token_id") && cfg["decoder_start_token_id"].is_number_integer())
     out.decoder_start_id = cfg["decoder_start_token_id"].get<int64_t>();
   else if (out.pad_id)
@@ -281,6 +288,7 @@ Status read_gguf(const io::GgufFile& f, const std::string& p, ModelConfig& out) 
   out.gated_ffn = f.tensor("enc.blk.0.ffn_gate.weight") != nullptr;
   out.act = out.gated_ffn ? Activation::kGeluTanh : Activation::kRelu;
   out.tie_embeddings = f.tensor("output.weight") == nullptr;
+  out.scale_decoder_output = out.tie_embeddings;
   out.decoder_start_id = f.get_int(p + ".decoder_start_token_id").value_or(out.pad_id.value_or(0));
   out.max_pos = 1 << 20;
   return Status();
