@@ -53,6 +53,7 @@ struct ModelConfig {
   bool gated_ffn = true;                          // T5: gated-gelu (v1.1, flan) vs plain ReLU (original)
   bool scale_decoder_output = false;              // T5: final hidden x d_model^-0.5 before the head (original)
   std::optional<int64_t> decoder_start_id;
+  bool chat_turns_by_eos = false;  // no template: chat turns are joined by eos (GPT-2 / DialoGPT)
   bool fp16_overflow_prone = false;  // activations overflow float16 (Gemma): the audit warns on f16 weights
   // Special ids as the model config declares them (the audit compares sources).
   std::vector<int64_t> eos_ids, gen_eos_ids;

@@ -2,6 +2,7 @@
 // tokenized as text), answered as chat.completion or streamed chat.completion.chunk.
 #include <chrono>
 
+#include "core/log.h"
 #include "server/server.h"
 #include "server/sse.h"
 
@@ -46,6 +47,9 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
   if (auto e = check_model(s, p->model)) return send_error(res, *e);
   auto ids = s.prompts->encode_chat(p->messages, p->tools, p->template_kwargs, p->add_generation_prompt);
   if (!ids.ok()) return send_error(res, from_status(ids.status(), "messages"));
+  if (auto eos = s.prompts->eos_turns())
+    log::info("request.chat_eos_turns", "no chat template: " + std::to_string(p->messages.size()) +
+                                            " turn(s) joined with eos " + std::to_string(*eos) + " (DialoGPT convention)");
   std::vector<std::vector<int32_t>> prompts{std::move(ids.value())};
   PreparedRequest prep;
   if (auto e = prepare_request(s, *p, std::move(prompts), true, prep)) return send_error(res, *e);

@@ -17,6 +17,8 @@ PromptBuilder::PromptBuilder(runtime::Runtime& rt, bool allow_special) : rt_(rt)
   if (s.bos_token) bos_text_ = *s.bos_token;
   else if (rt.audit.bos_id) bos_text_ = rt.tok->id_to_token(*rt.audit.bos_id).value_or("");
   if (s.eos_token) eos_text_ = *s.eos_token;
+  if (rt.model().config().chat_turns_by_eos && !eos_text_.empty())
+    if (auto id = rt.tok->token_to_id(eos_text_); id && rt.audit.is_valid(*id)) eos_turns_ = *id;
 }
 
 Status PromptBuilder::load_template() {
@@ -112,6 +114,7 @@ Result<std::vector<int32_t>> PromptBuilder::encode_chat(const nlohmann::ordered_
                                                         const nlohmann::ordered_json& tools,
                                                         const nlohmann::ordered_json& kwargs,
                                                         bool add_generation_prompt) const {
+  if (!tmpl_ && eos_turns_) return encode_eos_turns(messages, tools);
   if (!tmpl_)
     return error(ErrorCode::kInvalidArgument,
                  "the model has no chat template; use /v1/completions with a formatted prompt");
@@ -127,6 +130,32 @@ Result<std::vector<int32_t>> PromptBuilder::encode_chat(const nlohmann::ordered_
     return Status(ErrorCode::kTemplateError, "chat template: " + st.message());
   }
   return tokenize_rendered(r.value());
+}
+
+Result<std::vector<int32_t>> PromptBuilder::encode_eos_turns(const nlohmann::ordered_json& messages,
+                                                             const nlohmann::ordered_json& tools) const {
+  // DialoGPT's model card: every turn's text followed by eos, the reply generated after the
+  // last one (and ended by eos). Roles carry no marker; content is text only.
+  if (!tools.is_null() && !tools.empty())
+    return error(ErrorCode::kInvalidArgument, "tools need a chat template; this model has none (its turns are joined by " +
+                                                  eos_text_ + ")");
+  std::vector<int32_t> ids;
+  for (const auto& m : messages) {
+    std::string text;
+    const auto& c = m.contains("content") ? m["content"] : nlohmann::ordered_json();
+    if (c.is_string()) {
+      text = c.get<std::string>();
+    } else if (c.is_array()) {
+      for (const auto& part : c)
+        if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+          text += part["text"].get<std::string>();
+    }
+    auto e = rt_.tok->encode(text, {false, false});  // content is text: no control tokens from it
+    if (!e.ok()) return e.status();
+    ids.insert(ids.end(), e.value().begin(), e.value().end());
+    ids.push_back(*eos_turns_);
+  }
+  return ids;
 }
 
 }  // namespace ballast::server

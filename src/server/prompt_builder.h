@@ -26,6 +26,9 @@ class PromptBuilder {
   // Parses the model's chat template; an unparsable template is a load error.
   Status load_template();
   bool has_template() const { return tmpl_.has_value(); }
+  // No template, but the model chats by joining turns with its eos token (GPT-2 /
+  // DialoGPT): the eos id, else nullopt.
+  std::optional<int32_t> eos_turns() const { return tmpl_ ? std::nullopt : eos_turns_; }
 
   Result<std::vector<int32_t>> encode_text(std::string_view text, bool add_special) const;
   Result<std::vector<int32_t>> encode_chat(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
@@ -35,9 +38,12 @@ class PromptBuilder {
 
  private:
   std::vector<int32_t> with_one_bos(std::vector<int32_t> ids) const;
+  Result<std::vector<int32_t>> encode_eos_turns(const nlohmann::ordered_json& messages,
+                                                const nlohmann::ordered_json& tools) const;
   runtime::Runtime& rt_;
   bool allow_special_;
   std::optional<chat::ChatTemplate> tmpl_;
+  std::optional<int32_t> eos_turns_;
   std::string bos_text_, eos_text_;
   // First byte -> (literal, id) of matchable added tokens, longest first.
   std::map<unsigned char, std::vector<std::pair<std::string, int32_t>>> literals_;

@@ -193,7 +193,10 @@ Status Server::load(const runtime::RuntimeOptions& ro) {
   loop = std::make_unique<EngineLoop>(*engine, metrics);
   prompts = std::make_unique<PromptBuilder>(*rt, cfg.allow_special_in_content);
   BALLAST_RETURN_IF_ERROR(prompts->load_template());
-  if (!prompts->has_template())
+  if (auto eos = prompts->eos_turns())
+    log::info("server.chat_eos_turns", "the model has no chat template: /v1/chat/completions joins the turns with eos " +
+                                           std::to_string(*eos) + " (GPT-2 / DialoGPT convention, docs/api.md)");
+  else if (!prompts->has_template())
     log::warn("server.no_chat_template", "the model has no chat template: /v1/chat/completions answers 400");
   std::string names = cfg.served_model_name;
   if (names.empty()) {

@@ -98,6 +98,7 @@ void normalize_hf(nlohmann::json& cfg) {
 
 Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
   const std::string file = "config.json";
+  out.chat_turns_by_eos = true;  // DialoGPT: turns end with <|endoftext|>
   const std::string act = cfg.value("activation_function", std::string("gelu_new"));
   if (act == "gelu_new" || act == "gelu_pytorch_tanh") out.act = Activation::kGeluTanh;
   else if (act == "gelu") out.act = Activation::kGeluErf;
@@ -112,6 +113,7 @@ Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
 Status read_gguf(const io::GgufFile& f, const std::string& p, ModelConfig& out) {
   out.rms_eps = f.get_float(p + ".attention.layer_norm_epsilon").value_or(1e-5);
   out.act = Activation::kGeluTanh;
+  out.chat_turns_by_eos = true;
   out.tie_embeddings = f.tensor("output.weight") == nullptr;
   return Status();
 }
