@@ -168,7 +168,7 @@ Result<SafeTensor> tensor_view(const std::string& path, const std::string& name,
   if (it == storages.end()) return fail("storage '" + st.s + "' has no data in the file");
   SafeTensor v;
   v.name = name;
-  v.dtype = st.storage_type->dtype.value_or(DType::kF32);  // the caller sets aside other dtypes
+  v.dtype = *st.storage_type->dtype;  // the caller sets other dtypes aside
   for (int64_t d : t.shape) v.shape.push_back(static_cast<uint64_t>(d));
   v.data = it->second.data() + (static_cast<uint64_t>(st.view_offset) + off) * es;
   v.nbytes = numel * es;
@@ -202,12 +202,11 @@ Status TorchBinSet::add_file(const std::string& path) {
       return bad(path, "state dict entry '" + k.s + "' is a " + Unpickler::kind_name(t.kind) + ", not a tensor");
     if (tensors_.count(k.s) || unsupported_.count(k.s)) return bad(path, "tensor '" + k.s + "' defined twice");
     const pickle::StorageType* type = up.at(t.items[0]).storage_type;
-    BALLAST_ASSIGN_OR_RETURN(auto view, tensor_view(path, k.s, up, t, storages));
-    if (!type->dtype) {
+    if (!type->dtype) {  // never read: an unused buffer must not block loading
       unsupported_[k.s] = std::string(type->dtype_name) + " in " + path;
       continue;
     }
-    tensors_[k.s] = std::move(view);
+    BALLAST_ASSIGN_OR_RETURN(tensors_[k.s], tensor_view(path, k.s, up, t, storages));
   }
   return Status();
 }

@@ -68,7 +68,7 @@ TEST(TorchBin, LegacyStreamIncludingMisalignedStorages) {
   // The storages follow the pickles wherever they end. Longer keys (3 occurrences each) shift
   // the data by 0, 3, 6, 9 bytes: every residue mod 4 occurs, so misaligned f32 data is read.
   for (int extra = 0; extra < 4; ++extra) {
-    const std::string key0 = "0" + std::string(extra, '0');
+    const std::string key0(extra + 1, '0');
     std::vector<TensorSpec> t = kTied;
     t[0].key = t[1].key = key0;
     const std::string bytes = test::legacy_stream(test::state_dict_pickle(t, /*legacy_pid=*/true),
@@ -90,16 +90,21 @@ TEST(TorchBin, Dtypes) {
     EXPECT_EQ(r.value()->find("x")->dtype, dtype);
     EXPECT_EQ(r.value()->find("x")->nbytes, 4u);
   }
-  // int64 buffers are parsed and reported, not loaded.
+  // int64 buffers are reported, not loaded; a scalar (GPT-2's attn.masked_bias) is one element.
   auto z = test::stored_zip({{"m/data.pkl", test::state_dict_pickle({{"position_ids", "LongStorage", "0", 2, 0, {1, 2}, {2, 1}},
-                                                                     {"w", "FloatStorage", "1", 1, 0, {1}, {1}}})},
-                             {"m/data/0", std::string(16, '\0')}, {"m/data/1", floats({7})}});
+                                                                     {"w", "FloatStorage", "1", 1, 0, {1}, {1}},
+                                                                     {"masked_bias", "FloatStorage", "2", 1, 0, {}, {}}})},
+                             {"m/data/0", std::string(16, '\0')}, {"m/data/1", floats({7})}, {"m/data/2", floats({-1e4f})}});
   auto r = io::TorchBinSet::open_file(test::write_temp("long.bin", z));
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r.value()->find("position_ids"), nullptr);
   ASSERT_EQ(r.value()->unsupported().count("position_ids"), 1u);
   EXPECT_EQ(r.value()->unsupported().at("position_ids").rfind("int64 in ", 0), 0u);
   EXPECT_NE(r.value()->find("w"), nullptr);
+  const auto* scalar = r.value()->find("masked_bias");  // shape (): one element
+  ASSERT_NE(scalar, nullptr);
+  EXPECT_TRUE(scalar->shape.empty());
+  EXPECT_EQ(values(*scalar), (std::vector<float>{-1e4f}));
 }
 
 TEST(TorchBin, StorageOutOfBoundsAndStrides) {
