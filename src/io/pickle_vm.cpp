@@ -184,7 +184,8 @@ Status Unpickler::append_items(uint32_t list, const std::vector<uint32_t>& v) {
 
 Result<std::vector<int64_t>> Unpickler::int_tuple(uint32_t idx, const char* what) const {
   const Obj& o = objs_[idx];
-  if (o.kind != Kind::kTuple) return fail(std::string("_rebuild_tensor_v2: ") + what + " is " + describe(idx) + ", not a tuple");
+  if (o.kind != Kind::kTuple)
+    return fail(std::string("_rebuild_tensor_v2: ") + what + " is " + describe(idx) + ", not a tuple");
   std::vector<int64_t> v;
   for (uint32_t e : o.items) {
     if (objs_[e].kind != Kind::kInt || objs_[e].i < 0)
@@ -333,91 +334,28 @@ Result<uint32_t> Unpickler::load(std::span<const uint8_t> bytes, size_t& pos) {
   return result;
 }
 
+Status Unpickler::push_seq(Kind k, std::vector<uint32_t> items) {
+  Obj o;
+  o.kind = k;
+  o.items = std::move(items);
+  push_new(std::move(o));
+  return Status();
+}
+
+Result<std::vector<uint32_t>> Unpickler::pop_n(size_t n) {
+  std::vector<uint32_t> v(n);
+  for (size_t i = n; i-- > 0;) {
+    BALLAST_ASSIGN_OR_RETURN(v[i], pop());
+  }
+  return v;
+}
+
+// Stack, containers, memo, globals and calls; everything else is a literal.
 Status Unpickler::op(uint8_t code) {
-  const uint8_t* p = nullptr;
-  auto push_int = [&](int64_t v) { Obj o; o.kind = Kind::kInt; o.i = v; push_new(std::move(o)); return Status(); };
-  auto push_text = [&](Kind k, int len_bytes) -> Status {
-    BALLAST_ASSIGN_OR_RETURN(uint64_t n, read_le(len_bytes));
-    if (len_bytes == 4 && code == BINSTRING && n > 0x7FFFFFFF) return fail("negative string length");
-    BALLAST_RETURN_IF_ERROR(read(n, &p));
-    Obj o;
-    o.kind = k;
-    o.s.assign(reinterpret_cast<const char*>(p), n);
-    push_new(std::move(o));
-    return Status();
-  };
-  auto push_seq = [&](Kind k, std::vector<uint32_t> items) {
-    Obj o;
-    o.kind = k;
-    o.items = std::move(items);
-    push_new(std::move(o));
-    return Status();
-  };
-  auto pop_n = [&](size_t n) -> Result<std::vector<uint32_t>> {
-    std::vector<uint32_t> v(n);
-    for (size_t i = n; i-- > 0;) {
-      BALLAST_ASSIGN_OR_RETURN(v[i], pop());
-    }
-    return v;
-  };
   switch (code) {
-    case PROTO: {
-      BALLAST_ASSIGN_OR_RETURN(uint64_t v, read_le(1));
-      return v <= 5 ? Status() : fail("pickle protocol " + std::to_string(v) + " is newer than 5");
-    }
-    case FRAME: return read(8, &p);  // frames only group bytes: the whole pickle is in memory
     case MARK: marks_.push_back(stack_.size()); return Status();
     case POP: return pop().status();
     case POP_MARK: return pop_mark().status();
-    case NONE: return push_seq(Kind::kNone, {});
-    case NEWTRUE: case NEWFALSE: {
-      Obj o;
-      o.kind = Kind::kBool;
-      o.i = code == NEWTRUE;
-      push_new(std::move(o));
-      return Status();
-    }
-    case BININT: {
-      BALLAST_ASSIGN_OR_RETURN(uint64_t v, read_le(4));
-      return push_int(static_cast<int32_t>(static_cast<uint32_t>(v)));
-    }
-    case BININT1: case BININT2: {
-      BALLAST_ASSIGN_OR_RETURN(uint64_t v, read_le(code == BININT1 ? 1 : 2));
-      return push_int(static_cast<int64_t>(v));
-    }
-    case LONG1: {
-      BALLAST_ASSIGN_OR_RETURN(uint64_t n, read_le(1));
-      BALLAST_RETURN_IF_ERROR(read(n, &p));
-      Obj o;
-      if (n > 8) {  // only the legacy format's magic number is this large
-        o.kind = Kind::kBigInt;
-        o.s.assign(reinterpret_cast<const char*>(p), n);
-      } else {
-        uint64_t v = 0;
-        for (size_t i = n; i-- > 0;) v = (v << 8) | p[i];
-        if (n > 0 && n < 8 && (p[n - 1] & 0x80)) v |= ~uint64_t{0} << (8 * n);  // sign-extend
-        o.kind = Kind::kInt;
-        o.i = static_cast<int64_t>(v);
-      }
-      push_new(std::move(o));
-      return Status();
-    }
-    case BINFLOAT: {
-      BALLAST_RETURN_IF_ERROR(read(8, &p));
-      uint64_t bits = 0;
-      for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];  // big-endian
-      Obj o;
-      o.kind = Kind::kFloat;
-      o.f = std::bit_cast<double>(bits);
-      push_new(std::move(o));
-      return Status();
-    }
-    case BINUNICODE: case BINSTRING: return push_text(Kind::kStr, 4);
-    case SHORT_BINUNICODE: case SHORT_BINSTRING: return push_text(Kind::kStr, 1);
-    case BINUNICODE8: return push_text(Kind::kStr, 8);
-    case BINBYTES: return push_text(Kind::kBytes, 4);
-    case SHORT_BINBYTES: return push_text(Kind::kBytes, 1);
-    case BINBYTES8: return push_text(Kind::kBytes, 8);
     case EMPTY_TUPLE: return push_seq(Kind::kTuple, {});
     case TUPLE1: case TUPLE2: case TUPLE3: {
       BALLAST_ASSIGN_OR_RETURN(auto v, pop_n(code - TUPLE1 + 1));
@@ -434,25 +372,15 @@ Status Unpickler::op(uint8_t code) {
       BALLAST_RETURN_IF_ERROR(push_seq(Kind::kDict, {}));
       return set_items(stack_.back(), v);
     }
-    case APPEND: {
-      BALLAST_ASSIGN_OR_RETURN(uint32_t v, pop());
-      BALLAST_ASSIGN_OR_RETURN(uint32_t list, top());
-      return append_items(list, {v});
+    case APPEND: case SETITEM: {
+      BALLAST_ASSIGN_OR_RETURN(auto v, pop_n(code == APPEND ? 1 : 2));
+      BALLAST_ASSIGN_OR_RETURN(uint32_t target, top());
+      return code == APPEND ? append_items(target, v) : set_items(target, v);
     }
-    case APPENDS: {
+    case APPENDS: case SETITEMS: {
       BALLAST_ASSIGN_OR_RETURN(auto v, pop_mark());
-      BALLAST_ASSIGN_OR_RETURN(uint32_t list, top());
-      return append_items(list, v);
-    }
-    case SETITEM: {
-      BALLAST_ASSIGN_OR_RETURN(auto kv, pop_n(2));
-      BALLAST_ASSIGN_OR_RETURN(uint32_t dict, top());
-      return set_items(dict, kv);
-    }
-    case SETITEMS: {
-      BALLAST_ASSIGN_OR_RETURN(auto kv, pop_mark());
-      BALLAST_ASSIGN_OR_RETURN(uint32_t dict, top());
-      return set_items(dict, kv);
+      BALLAST_ASSIGN_OR_RETURN(uint32_t target, top());
+      return code == APPENDS ? append_items(target, v) : set_items(target, v);
     }
     case GLOBAL: case INST: {
       BALLAST_ASSIGN_OR_RETURN(std::string module, read_line());
@@ -479,9 +407,71 @@ Status Unpickler::op(uint8_t code) {
       BALLAST_ASSIGN_OR_RETURN(uint64_t k, read_le(code == BINGET ? 1 : 4));
       return memo_get(k);
     }
+    default: return op_literal(code);
+  }
+}
+
+// Protocol and frame markers, None, booleans, integers, floats, strings, bytes.
+Status Unpickler::op_literal(uint8_t code) {
+  const uint8_t* p = nullptr;
+  Obj o;
+  switch (code) {
+    case PROTO: {
+      BALLAST_ASSIGN_OR_RETURN(uint64_t v, read_le(1));
+      return v <= 5 ? Status() : fail("pickle protocol " + std::to_string(v) + " is newer than 5");
+    }
+    case FRAME: return read(8, &p);  // frames only group bytes: the whole pickle is in memory
+    case NONE: break;
+    case NEWTRUE: case NEWFALSE:
+      o.kind = Kind::kBool;
+      o.i = code == NEWTRUE;
+      break;
+    case BININT: case BININT1: case BININT2: {
+      BALLAST_ASSIGN_OR_RETURN(uint64_t v, read_le(code == BININT ? 4 : code == BININT1 ? 1 : 2));
+      o.kind = Kind::kInt;
+      o.i = code == BININT ? static_cast<int32_t>(static_cast<uint32_t>(v)) : static_cast<int64_t>(v);
+      break;
+    }
+    case LONG1: {  // n-byte little-endian two's complement
+      BALLAST_ASSIGN_OR_RETURN(uint64_t n, read_le(1));
+      BALLAST_RETURN_IF_ERROR(read(n, &p));
+      if (n > 8) {  // only the legacy format's magic number is this large
+        o.kind = Kind::kBigInt;
+        o.s.assign(reinterpret_cast<const char*>(p), n);
+        break;
+      }
+      uint64_t v = 0;
+      for (size_t i = n; i-- > 0;) v = (v << 8) | p[i];
+      if (n > 0 && n < 8 && (p[n - 1] & 0x80)) v |= ~uint64_t{0} << (8 * n);  // sign-extend
+      o.kind = Kind::kInt;
+      o.i = static_cast<int64_t>(v);
+      break;
+    }
+    case BINFLOAT: {
+      BALLAST_RETURN_IF_ERROR(read(8, &p));
+      uint64_t bits = 0;
+      for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];  // big-endian
+      o.kind = Kind::kFloat;
+      o.f = std::bit_cast<double>(bits);
+      break;
+    }
+    case BINUNICODE: case BINSTRING: case SHORT_BINUNICODE: case SHORT_BINSTRING: case BINUNICODE8:
+    case BINBYTES: case SHORT_BINBYTES: case BINBYTES8: {
+      const bool bytes = code == BINBYTES || code == SHORT_BINBYTES || code == BINBYTES8;
+      const bool is8 = code == BINUNICODE8 || code == BINBYTES8;
+      const bool is1 = code == SHORT_BINUNICODE || code == SHORT_BINSTRING || code == SHORT_BINBYTES;
+      BALLAST_ASSIGN_OR_RETURN(uint64_t n, read_le(is8 ? 8 : is1 ? 1 : 4));
+      if (code == BINSTRING && n > 0x7FFFFFFF) return fail("negative string length");
+      BALLAST_RETURN_IF_ERROR(read(n, &p));
+      o.kind = bytes ? Kind::kBytes : Kind::kStr;  // Python 2 str (BINSTRING) is text here
+      o.s.assign(reinterpret_cast<const char*>(p), n);
+      break;
+    }
     default:
       return fail("opcode " + hex_byte(code) + " is not used by PyTorch state dicts");
   }
+  push_new(std::move(o));
+  return Status();
 }
 
 }  // namespace ballast::io::pickle

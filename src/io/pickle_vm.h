@@ -69,6 +69,9 @@ class Unpickler {
 
  private:
   Status op(uint8_t code);
+  Status op_literal(uint8_t code);
+  Status push_seq(Kind k, std::vector<uint32_t> items);
+  Result<std::vector<uint32_t>> pop_n(size_t n);
   Status fail(const std::string& msg) const;
   Status refuse_global(const std::string& module, const std::string& name) const;
   uint32_t push_new(Obj o);

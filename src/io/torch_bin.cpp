@@ -68,7 +68,8 @@ Result<uint32_t> read_zip(const std::shared_ptr<MappedFile>& mf, Unpickler& up, 
     BALLAST_ASSIGN_OR_RETURN(auto b, zip.stored_data(*bo));
     const std::string order(reinterpret_cast<const char*>(b.data()), b.size());
     if (order != "little")
-      return error(ErrorCode::kUnsupported, path + ": byteorder record is '" + order + "'; only little-endian is supported");
+      return error(ErrorCode::kUnsupported,
+                   path + ": byteorder record is '" + order + "'; only little-endian is supported");
   }
   BALLAST_ASSIGN_OR_RETURN(auto pkl, zip.stored_data(*zip.find(prefix + "data.pkl")));
   size_t pos = 0;
@@ -93,11 +94,13 @@ Result<uint32_t> read_legacy(const std::shared_ptr<MappedFile>& mf, Unpickler& u
   size_t pos = 0;
   BALLAST_ASSIGN_OR_RETURN(uint32_t magic, up.load(bytes, pos));
   const Obj& m = up.at(magic);
-  if (m.kind != Kind::kBigInt || m.s.size() != sizeof kLegacyMagic || std::memcmp(m.s.data(), kLegacyMagic, sizeof kLegacyMagic))
+  if (m.kind != Kind::kBigInt || m.s.size() != sizeof kLegacyMagic ||
+      std::memcmp(m.s.data(), kLegacyMagic, sizeof kLegacyMagic) != 0)
     return bad(path, "not a PyTorch checkpoint (neither a zip archive nor the legacy magic number)");
   BALLAST_ASSIGN_OR_RETURN(uint32_t proto, up.load(bytes, pos));
   if (up.at(proto).kind != Kind::kInt || up.at(proto).i != kLegacyProtocol)
-    return error(ErrorCode::kUnsupported, path + ": legacy torch.save protocol is not " + std::to_string(kLegacyProtocol));
+    return error(ErrorCode::kUnsupported,
+                 path + ": legacy torch.save protocol is not " + std::to_string(kLegacyProtocol));
   BALLAST_ASSIGN_OR_RETURN(uint32_t sys_info, up.load(bytes, pos));
   if (up.at(sys_info).kind != Kind::kDict) return bad(path, "legacy sys_info is not a dict");
   if (const Obj* le = dict_get(up, up.at(sys_info), "little_endian"); le && le->kind == Kind::kBool && !le->i)
