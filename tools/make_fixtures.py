@@ -213,6 +213,18 @@ SPECS: list[dict] = [
          notes="model.layers.1.mlp.down_proj.weight[3, 5] = NaN: layer 1's output is NaN at every position"),
 ]
 
+# Issue 11 item 4: "gpt2"'s weights as torch.save writes them, in directories without safetensors.
+# Same weights, so the reference is gpt2's expected.json (copied). The files are equivalent but not
+# byte-identical across runs: the legacy format keys storages by memory address.
+TORCH_BIN = [
+    dict(name="gpt2_bin", source="gpt2", legacy=False, dtype="bfloat16",
+         notes="gpt2's weights as pytorch_model.bin, torch.save zip format (torch >= 1.6), bfloat16; "
+               "lm_head.weight and transformer.wte.weight share one storage (tied)"),
+    dict(name="gpt2_bin_legacy", source="gpt2", legacy=True, dtype="float32",
+         notes="gpt2's weights as pytorch_model.bin in the legacy format (_use_new_zipfile_serialization=False, "
+               "as 2019-era uploads like DialoGPT), float32 (exact: every bfloat16 is a float32); tied storage"),
+]
+
 CORRUPT = [
     dict(name="corrupt_truncated_safetensors", source="vocab_eos_out_of_range",
          notes="model.safetensors cut in the middle of its tensor data (header intact)"),
@@ -463,6 +475,29 @@ def image_token_case(files: dict[str, bytes]) -> dict:
     return {"prompt": text, "prompt_ids": ids}
 
 
+def make_torch_bin(out: Path, spec: dict):
+    """torch.save(model.state_dict()) of an existing fixture's weights, as older save_pretrained did."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    src, dst = out / spec["source"], out / spec["name"]
+    dst.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, spec["dtype"])).eval()
+    sd = model.state_dict()
+    assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr(), "head not tied"
+    torch.save(sd, dst / "pytorch_model.bin", _use_new_zipfile_serialization=not spec["legacy"])
+    back = torch.load(dst / "pytorch_model.bin", weights_only=True)
+    for k, v in sd.items():
+        assert torch.equal(back[k], v), k
+    for f in ("config.json", "generation_config.json", "expected.json"):
+        shutil.copy(src / f, dst / f)
+    manifest = json.loads((src / "fixture.json").read_text())
+    manifest.update(name=spec["name"], notes=spec["notes"], weights_from=spec["source"],
+                    torch_save={"format": "legacy" if spec["legacy"] else "zip", "dtype": spec["dtype"],
+                                "torch": torch.__version__})
+    (dst / "fixture.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    print(f"{spec['name']}: {(dst / 'pytorch_model.bin').stat().st_size} bytes")
+
+
 # ----------------------------------------------------------------------------------------------
 # Corrupt files (issue 4 (f))
 # ----------------------------------------------------------------------------------------------
@@ -561,6 +596,9 @@ def main():
     for spec in SPECS:
         if not want or spec["name"] in want:
             make_fixture(spec, out)
+    for spec in TORCH_BIN:
+        if not want or spec["name"] in want:
+            make_torch_bin(out, spec)
     if not want or "corrupt_truncated_safetensors" in want:
         make_truncated_safetensors(out, "vocab_eos_out_of_range", "corrupt_truncated_safetensors")
     if not want or "corrupt_gguf_offset" in want:

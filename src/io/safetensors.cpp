@@ -3,12 +3,12 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "io/shard_index.h"
 
 namespace ballast::io {
 
@@ -99,30 +99,11 @@ Result<std::shared_ptr<SafetensorsSet>> SafetensorsSet::open_dir(const std::stri
   fs::path single = fs::path(dir) / "model.safetensors";
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    std::ifstream in(index);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      return error(ErrorCode::kFormatError, index.string() + ": invalid JSON: " + e.what());
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      return error(ErrorCode::kFormatError, index.string() + ": field 'weight_map' missing");
-    std::set<std::string> shards;
-    for (auto& [k, v] : j["weight_map"].items()) {
-      if (!v.is_string())
-        return error(ErrorCode::kFormatError, index.string() + ": weight_map." + k + " not a string");
-      auto shard = v.get<std::string>();
-      if (shard.find("..") != std::string::npos || shard.find('/') != std::string::npos)
-        return error(ErrorCode::kFormatError, index.string() + ": weight_map." + k +
-                                                  ": shard name '" + shard + "' is not a plain file name");
-      shards.insert(shard);
-    }
-    for (auto& sh : shards) BALLAST_RETURN_IF_ERROR(s->add_file((fs::path(dir) / sh).string()));
-    for (auto& [k, v] : j["weight_map"].items())
+    BALLAST_ASSIGN_OR_RETURN(auto idx, read_shard_index(index.string()));
+    for (auto& sh : idx.shards) BALLAST_RETURN_IF_ERROR(s->add_file((fs::path(dir) / sh).string()));
+    for (auto& [k, shard] : idx.weight_map)
       if (!s->find(k))
-        return error(ErrorCode::kFormatError, index.string() + ": tensor '" + k + "' not found in " +
-                                                  v.get<std::string>());
+        return error(ErrorCode::kFormatError, index.string() + ": tensor '" + k + "' not found in " + shard);
   } else if (fs::exists(single)) {
     BALLAST_RETURN_IF_ERROR(s->add_file(single.string()));
   } else {

@@ -9,6 +9,7 @@
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "io/torch_bin.h"
 #include "model/hf_config.h"
 #include "model/registry.h"
 
@@ -48,12 +49,50 @@ std::string bind_gguf_name(const ArchSpec& spec, const std::string& name) {
   return "";
 }
 
-static Status check_required(const ArchSpec& spec, const ModelConfig& cfg, const WeightSet& ws) {
-  for (const auto& name : spec.required_tensors(cfg))
-    if (!ws.find(name))
-      return error(ErrorCode::kNotFound, ws.origin + ": tensor '" + name + "' required by " +
-                                             cfg.source_arch + " is missing");
+// `unloadable`: tensors the file holds in a dtype ballast does not load (name -> "dtype in file").
+static Status check_required(const ArchSpec& spec, const ModelConfig& cfg, const WeightSet& ws,
+                             const std::map<std::string, std::string>& unloadable = {}) {
+  for (const auto& name : spec.required_tensors(cfg)) {
+    if (ws.find(name)) continue;
+    if (auto u = unloadable.find(name); u != unloadable.end())
+      return error(ErrorCode::kUnsupported, ws.origin + ": tensor '" + name + "' required by " + cfg.source_arch +
+                                                " is " + u->second + " (supported: float32, float16, bfloat16)");
+    return error(ErrorCode::kNotFound, ws.origin + ": tensor '" + name + "' required by " +
+                                           cfg.source_arch + " is missing");
+  }
   return Status();
+}
+
+// An HF directory's weights: safetensors when present, else PyTorch .bin (zip or legacy).
+static Result<std::shared_ptr<WeightSet>> open_hf_weights(const std::string& dir,
+                                                          std::map<std::string, std::string>& unloadable) {
+  auto ws = std::make_shared<WeightSet>();
+  ws->origin = dir;
+  auto add_all = [&](const auto& set) {
+    for (const auto& [name, t] : set->tensors()) {
+      Weight w;
+      w.name = w.stored_as = name;
+      w.dtype = t.dtype;
+      for (auto d : t.shape) w.shape.push_back(static_cast<int64_t>(d));
+      w.data = t.data;
+      ws->add(std::move(w));
+    }
+    ws->keep(set);
+  };
+  const fs::path d(dir);
+  const bool st = fs::exists(d / "model.safetensors") || fs::exists(d / "model.safetensors.index.json");
+  if (!st && (fs::exists(d / "pytorch_model.bin") || fs::exists(d / "pytorch_model.bin.index.json"))) {
+    BALLAST_ASSIGN_OR_RETURN(auto tb, io::TorchBinSet::open_dir(dir));
+    add_all(tb);
+    unloadable = tb->unsupported();
+    return ws;
+  }
+  if (!st)
+    return error(ErrorCode::kNotFound, dir + ": no model.safetensors, model.safetensors.index.json, "
+                                             "pytorch_model.bin or pytorch_model.bin.index.json");
+  BALLAST_ASSIGN_OR_RETURN(auto sts, io::SafetensorsSet::open_dir(dir));
+  add_all(sts);
+  return ws;
 }
 
 static Result<LoadedModel> load_hf_dir(const std::string& dir) {
@@ -90,19 +129,9 @@ static Result<LoadedModel> load_hf_dir(const std::string& dir) {
     BALLAST_ASSIGN_OR_RETURN(lm.generation_config, read_json_file(gen_path));
     BALLAST_RETURN_IF_ERROR(read_generation_config(lm.generation_config, gen_path, mc));
   }
-  BALLAST_ASSIGN_OR_RETURN(auto st, io::SafetensorsSet::open_dir(dir));
-  auto ws = std::make_shared<WeightSet>();
-  ws->origin = dir;
-  for (const auto& [name, t] : st->tensors()) {
-    Weight w;
-    w.name = w.stored_as = name;
-    w.dtype = t.dtype;
-    for (auto d : t.shape) w.shape.push_back(static_cast<int64_t>(d));
-    w.data = t.data;
-    ws->add(std::move(w));
-  }
-  ws->keep(st);
-  BALLAST_RETURN_IF_ERROR(check_required(*spec, mc, *ws));
+  std::map<std::string, std::string> unloadable;
+  BALLAST_ASSIGN_OR_RETURN(auto ws, open_hf_weights(dir, unloadable));
+  BALLAST_RETURN_IF_ERROR(check_required(*spec, mc, *ws, unloadable));
   lm.arch_key = spec->key;
   lm.weights = ws;
   lm.model = spec->create(std::move(mc));

@@ -1,4 +1,4 @@
-// Model loading: an HF directory (config.json + safetensors) or a .gguf file becomes a
+// Model loading: an HF directory (config.json + safetensors or PyTorch .bin) or a .gguf file becomes a
 // ModelConfig + WeightSet bound to HF names, then the registered architecture.
 #pragma once
 #include <memory>

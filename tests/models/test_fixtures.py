@@ -9,7 +9,8 @@ import pytest
 
 from fixture_lib import FIXTURES, check_against_reference, expected, fixture, run
 
-MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "t5", "t5_relu_tied"]
+MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "gpt2_bin", "gpt2_bin_legacy",
+                  "t5", "t5_relu_tied"]
 CASES = [(name, i) for name in MODEL_FIXTURES for i in range(len(expected(name)["cases"]))]
 
 
