@@ -72,6 +72,7 @@ class Engine {
     Callback cb;
     std::vector<int32_t> tokens;  // prompt + generated
     int64_t computed = 0;
+    int64_t computed_len = 0;  // tokens it held when its cache was last extended (LongRoPE)
     int64_t n_generated = 0;
     int32_t seq = 0;
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
