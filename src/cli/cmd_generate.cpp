@@ -51,7 +51,7 @@ int run_generate(GenerateArgs& a) {
   if (a.has_prompt == !a.prompt_ids.empty())
     return fail(error(ErrorCode::kInvalidArgument, "give exactly one of --prompt and --prompt-ids"));
   if (a.max_tokens < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-tokens must be >= 1"));
-  if (a.token_budget < 0) return fail(error(ErrorCode::kInvalidArgument, "--token-budget must be >= 1"));
+  if (a.token_budget < 0) return fail(error(ErrorCode::kInvalidArgument, "--token-budget must be >= 1 (0: the default)"));
   if (a.top_logprobs < 0 || a.top_logprobs > 100) return fail(error(ErrorCode::kInvalidArgument, "--top-logprobs must be in [0, 100]"));
   auto rtr = runtime::load_runtime(a.rt);
   if (!rtr.ok()) return fail(rtr.status());
