@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from fixture_lib import FIXTURES, check_against_reference, compare_case, expected, fixture, generate, run
+from fixture_lib import (FIXTURES, assert_clean_error, check_against_reference, compare_case, expected, fixture,
+                         generate, run)
 
 MODEL_FIXTURES = ["llama", "llama_oldcfg", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "phi3"]
 CASES = [(name, i) for name in MODEL_FIXTURES for i in range(len(expected(name)["cases"]))]
@@ -112,6 +113,20 @@ def test_phi3_config_forms_agree(tmp_path, form):
         outs.append(r.json)
     assert outs[0]["ids"] == outs[1]["ids"]
     assert outs[0]["top_logprobs"] == outs[1]["top_logprobs"]
+
+
+def test_longrope_refused_where_unimplemented(tmp_path):
+    """Only Phi-3 runs LongRoPE's two tables; a Llama config asking for it fails clearly instead of
+    silently rotating with the short factors alone."""
+    src = fixture("llama_oldcfg")
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["rope_scaling"] = {"type": "longrope", "short_factor": [1.0] * 4, "long_factor": [2.0] * 4}
+    for f in src.iterdir():
+        if f.name != "config.json":
+            (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = run("generate", "--model", tmp_path, "--prompt-ids", "1,2,3", "--max-tokens", 1, "--temperature", 0)
+    assert_clean_error(r, "longrope", "LlamaForCausalLM")
 
 
 # Last: depends on the tokenizer module, not on the model code.
