@@ -62,7 +62,7 @@ def _read_shared_tokenizer_file(name: str, fname: str) -> bytes:
 
 
 def apply_tokenizer_patch(files: dict[str, bytes], patch: dict) -> dict[str, bytes]:
-    """Patch = {"add_tokens": [{"id", "content", "special"}...], "remove_tokens": [content...]}.
+    """Patch = {"add_tokens": [{"id", "content", "special", optional "rstrip"}...], "remove_tokens": [content...]}.
     Applied at the JSON level so HF and ballast read byte-identical files."""
     if not patch:
         return files
@@ -76,7 +76,8 @@ def apply_tokenizer_patch(files: dict[str, bytes], patch: dict) -> dict[str, byt
             dec.pop(str(i), None)
     for t in patch.get("add_tokens", []):
         entry = {"id": t["id"], "content": t["content"], "single_word": False, "lstrip": False,
-                 "rstrip": False, "normalized": not t.get("special", True), "special": t.get("special", True)}
+                 "rstrip": t.get("rstrip", False), "normalized": not t.get("special", True),
+                 "special": t.get("special", True)}
         tj["added_tokens"].append(entry)
         dec[str(t["id"])] = {k: entry[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
     return {"tokenizer.json": json.dumps(tj, ensure_ascii=False, indent=2).encode(),
@@ -115,6 +116,13 @@ def _sha(p: Path) -> str:
 # ----------------------------------------------------------------------------------------------
 # Fixture specifications
 # ----------------------------------------------------------------------------------------------
+
+# Phi-3-mini's tokens added to the llama2 vocabulary: 32011 ids for 32064 embedding rows.
+PHI3_ADDED = [{"id": 32000, "content": "<|endoftext|>", "special": True}] + [
+    {"id": 32001 + i, "content": c, "special": True, "rstrip": True}
+    for i, c in enumerate(["<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
+                           "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>",
+                           "<|user|>"])]
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                # Small so that all three llama3 branches (kept, smoothed, scaled) hit head_dim 8.
@@ -173,6 +181,30 @@ SPECS: list[dict] = [
                   bos_token_id=1, eos_token_id=2),
          notes="GPT-2: learned absolute positions, LayerNorm + bias, Conv1D (in, out) linears transposed at "
                "load, fused q|k|v with bias, GELU (tanh), tied head"),
+    # Phi-3-mini's shape of vocabulary (32064 rows over 32011 tokenizer ids: 53 padding rows) and its
+    # config form (rope_scaling + top-level original_max_position_embeddings). LongRoPE with distinct
+    # short / long factors around an original context of 64: the 500+-token prompt runs on the long
+    # factors, the short prompts on the short ones, and the 5th prompt (60 tokens) switches to the long
+    # factors from the decode step at position 64 on (K of earlier positions stays as cached), as transformers' cached generate does. Partial rotary (12 of 16 dims,
+    # as Phi-4-mini), GQA 2:1, untied head, sliding window 512 (every layer; the 582-token prompt passes it).
+    dict(name="phi3", arch="Phi3ForCausalLM", tokenizer="llama2", seed=10, form="old",
+         tokenizer_patch={"add_tokens": PHI3_ADDED},
+         cfg=dict(vocab_size=32064, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                  original_max_position_embeddings=64, partial_rotary_factor=0.75,
+                  rope_parameters=dict(rope_type="longrope", rope_theta=10000.0,
+                                       short_factor=[1.0, 1.05, 1.2, 1.5, 2.0, 2.6],
+                                       long_factor=[1.0, 1.8, 3.5, 7.0, 14.0, 30.0]),
+                  sliding_window=512, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                  bos_token_id=1, eos_token_id=32000, pad_token_id=32000),
+         generation_config_override={"eos_token_id": [32000, 32001, 32007]},
+         prompts=PROMPTS + ["Once upon a time, in a quiet village by the sea, there lived an old fisherman who "
+                            "told stories about the storms he had survived, the nets he had mended, and the fish "
+                            "he had caught before dawn on cold winter mornings when the harbour lay still and"],
+         longrope_original_max=64, hub_rope_scaling=True,
+         notes="Phi-3: fused qkv_proj / gate_up_proj, LongRoPE short/long factors (original context 64, "
+               "attention factor sqrt(1 + ln 16 / ln 64)), partial rotary 0.75, GQA, sliding window 512, "
+               "untied head, 32064 rows over 32011 tokenizer ids"),
     # Issue 4 (a): Gemma 3 4B-like row count (262208) whose padding rows are the raw argmax.
     dict(name="vocab_gemma3_padding_rows", arch="Gemma3ForCausalLM", tokenizer="gemma3", seed=6, form="old",
          cfg=dict(vocab_size=262208, hidden_size=8, intermediate_size=24, num_hidden_layers=2,
@@ -360,13 +392,44 @@ def reference(model_dir: Path, spec: dict, valid: list[bool], tok) -> dict:
             assert len(gen) == MAX_NEW, "reference stopped early"
             # Cross-check the cached steps against one uncached forward over the whole sequence.
             full = model(torch.tensor([seq])).logits[0].float()
+        step_logits = out.logits
+        # LongRoPE: past the original context the long factors apply to the whole sequence. transformers'
+        # Phi-3 generate drops its cache at that point to recompute it, but its input preparation then feeds
+        # only the newest token (5.17: from there on each token attends to itself alone). The reference for
+        # such a prompt is what the recompute intends: every step one uncached forward over the sequence
+        # so far (the table chosen by its length). generate's ids are recorded beside it.
+        orig = spec.get("longrope_original_max")
+        switch = orig is not None and len(ids) <= orig < len(seq)
+        if switch:
+            tf_ids, tf_logits, seq = gen, out.logits, list(ids)
+            step_logits = []
+            with torch.no_grad():
+                for _ in range(MAX_NEW):
+                    raw = model(torch.tensor([seq])).logits[0, -1:].float()
+                    step_logits.append(raw)
+                    seq.append(int(raw[0].masked_fill(invalid, float("-inf")).argmax()))
+            gen = seq[len(ids):]
+
+            def max_diff(other):
+                return max((torch.log_softmax(a[0].float().masked_fill(invalid, float("-inf")), -1) -
+                            torch.log_softmax(b[0].masked_fill(invalid, float("-inf")), -1))[~invalid].abs().max().item()
+                           for a, b in zip(other, step_logits))
+            # The cached path without the recompute (K of the short steps kept), on the same ids.
+            from transformers import DynamicCache
+            cache, kept = DynamicCache(config=model.config), []
+            with torch.no_grad():
+                kept.append(model(torch.tensor([ids]), past_key_values=cache, use_cache=True).logits[:, -1])
+                for t in gen[:-1]:
+                    kept.append(model(torch.tensor([[t]]), past_key_values=cache, use_cache=True).logits[:, -1])
+            tf_diff, kept_diff = max_diff(tf_logits), max_diff(kept)
         steps = []
-        for i, raw in enumerate(out.logits):
+        case_self = 0.0
+        for i, raw in enumerate(step_logits):
             raw = raw[0].float()
             lp = torch.log_softmax(raw.masked_fill(invalid, float("-inf")), -1)
             lp_full = torch.log_softmax(full[len(ids) - 1 + i].masked_fill(invalid, float("-inf")), -1)
             top = torch.topk(lp, TOP_K + 1)
-            worst_self = max(worst_self, (lp_full[top.indices] - top.values).abs().max().item())
+            case_self = max(case_self, (lp_full[top.indices] - top.values).abs().max().item())
             assert top.indices[0].item() == gen[i]
             step = {"top": [[int(j), round(float(v), 6)] for j, v in zip(top.indices[:TOP_K], top.values[:TOP_K])],
                     "margin": round(float(top.values[0] - top.values[1]), 6),
@@ -376,7 +439,16 @@ def reference(model_dir: Path, spec: dict, valid: list[bool], tok) -> dict:
                 assert not valid[raw_arg], "padding rows are not the raw argmax"
                 step["raw_argmax"] = raw_arg
             steps.append(step)
-        cases.append({"prompt": text, "prompt_ids": ids, "ids": gen, "steps": steps})
+        case = {"prompt": text, "prompt_ids": ids, "ids": gen, "steps": steps}
+        if switch:
+            case["longrope_switch"] = {"original_max_position_embeddings": orig,
+                                       "reference": "uncached forward over the sequence at every step",
+                                       "transformers_generate_ids": tf_ids,
+                                       "transformers_generate_max_abs_logprob_diff": tf_diff,
+                                       "cached_without_recompute_max_abs_logprob_diff": kept_diff}
+        else:
+            worst_self = max(worst_self, case_self)
+        cases.append(case)
     return {"cases": cases, "self_consistency_max_abs": worst_self,
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
                          "device": "cpu", "python": sys.version.split()[0]}}
@@ -407,6 +479,10 @@ def make_fixture(spec: dict, out: Path):
     cfg = json.loads((dst / "config.json").read_text())
     if spec["form"] == "old":
         cfg = to_old_form(cfg)
+    if spec.get("hub_rope_scaling"):  # as the Phi-3 hub configs: {"type", "short_factor", "long_factor"}
+        rs = cfg["rope_scaling"]
+        cfg["rope_scaling"] = {"type": rs["rope_type"], "short_factor": rs["short_factor"],
+                               "long_factor": rs["long_factor"]}
     (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     gcfg = json.loads((dst / "generation_config.json").read_text())
     gcfg.update(spec.get("generation_config_override") or {})

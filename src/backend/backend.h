@@ -32,6 +32,16 @@ struct MatrixSource {
   std::shared_ptr<const void> keep;  // owner of converted part data (a backend that keeps views holds it)
 };
 
+// A RoPE table: inverse frequencies (rot_dim/2). LongRoPE adds a second set, used for every
+// token of a sequence longer than long_after tokens (StepPlan::rope_lengths: the whole prompt
+// during a chunked prefill), and a multiplier on cos and sin.
+struct RopeTable {
+  std::vector<float> inv_freq;       // (rot_dim/2)
+  std::vector<float> inv_freq_long;  // empty, or (rot_dim/2)
+  int64_t long_after = 0;            // the model's original context length
+  float scale = 1.0f;                // cos and sin are multiplied by it (LongRoPE's attention factor)
+};
+
 struct BackendOptions {
   int64_t kv_blocks = 0;             // 0: sized by the backend
   double kv_memory_fraction = 0.85;  // CUDA: of the device memory left after the weights
@@ -46,7 +56,12 @@ class Backend {
 
   virtual Result<WeightId> add_matrix(const MatrixSource& m) = 0;
   virtual Result<WeightId> add_vector(std::span<const float> v) = 0;
-  virtual Result<RopeId> add_rope(std::span<const float> inv_freq) = 0;  // (rot_dim/2)
+  virtual Result<RopeId> add_rope(const RopeTable& t) = 0;
+  Result<RopeId> add_rope(std::span<const float> inv_freq) {  // (rot_dim/2), plain RoPE
+    RopeTable t;
+    t.inv_freq.assign(inv_freq.begin(), inv_freq.end());
+    return add_rope(t);
+  }
   virtual int64_t rows(WeightId w) const = 0;
 
   // Allocates the KV pool; returns its size in blocks (the engine's block manager manages

@@ -1,6 +1,7 @@
 // What the engine hands a backend each step: the tokens, where their K/V go (the
 // engine's block tables), which rows want logits, and the logits chain's requests.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct StepPlan {
   std::vector<int32_t> block_tables;
   int32_t max_blocks = 0;
   int32_t n_seqs = 0;
+  // (n_seqs) tokens each sequence holds (prompt + generated) when the engine knows them, so
+  // that every chunk of a prompt runs as the whole prompt would (LongRoPE); may be empty.
+  std::vector<int32_t> seq_len;
   // Encoder-decoders. encode: the step runs the model's encoder over `tokens` (whole
   // inputs, positions from 0, block_tables = each sequence's encoder blocks) and stores
   // its cross-attention K/V there; no logits. A decoder step's cross-attention reads, per
@@ -40,6 +44,19 @@ struct StepPlan {
   int32_t block_of(int64_t i) const { return block_tables[static_cast<size_t>(seq_row[i]) * max_blocks + positions[i] / kKvBlockTokens]; }
   // Cache slot (block * 16 + offset) of token i.
   int64_t slot(int64_t i) const { return static_cast<int64_t>(block_of(i)) * kKvBlockTokens + positions[i] % kKvBlockTokens; }
+  // Per token: the length of its sequence that LongRoPE picks its table by: seq_len when
+  // given, else the last position the sequence reaches in this step + 1.
+  void rope_lengths(std::vector<int32_t>& out) const {
+    const bool known = seq_len.size() == static_cast<size_t>(n_seqs);
+    std::vector<int32_t> len(static_cast<size_t>(n_seqs > 0 ? n_seqs : 0), 0);
+    for (size_t i = 0; i < size(); ++i)
+      if (seq_row[i] >= 0 && seq_row[i] < n_seqs) len[seq_row[i]] = std::max(len[seq_row[i]], positions[i] + 1);
+    out.resize(size());
+    for (size_t i = 0; i < size(); ++i) {
+      const int32_t r = seq_row[i];
+      out[i] = r < 0 || r >= n_seqs ? positions[i] + 1 : std::max(len[r], known ? seq_len[r] : 0);
+    }
+  }
 };
 
 // What to do with the step's logits rows.

@@ -13,7 +13,7 @@ struct GenerateArgs {
   std::string log_format = "human";
   std::string prompt, prompt_ids;
   bool has_prompt = false;
-  int64_t max_tokens = 128, top_k = -1, ctx_size = 4096;
+  int64_t max_tokens = 128, top_k = -1, ctx_size = 4096, token_budget = 0;
   double temperature = -1, top_p = -1, min_p = -1, repetition_penalty = -1;
   int64_t seed = -1;
   int top_logprobs = 0;
@@ -51,6 +51,7 @@ int run_generate(GenerateArgs& a) {
   if (a.has_prompt == !a.prompt_ids.empty())
     return fail(error(ErrorCode::kInvalidArgument, "give exactly one of --prompt and --prompt-ids"));
   if (a.max_tokens < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-tokens must be >= 1"));
+  if (a.token_budget < 0) return fail(error(ErrorCode::kInvalidArgument, "--token-budget must be >= 1 (0: the default)"));
   if (a.top_logprobs < 0 || a.top_logprobs > 100) return fail(error(ErrorCode::kInvalidArgument, "--top-logprobs must be in [0, 100]"));
   auto rtr = runtime::load_runtime(a.rt);
   if (!rtr.ok()) return fail(rtr.status());
@@ -86,7 +87,7 @@ int run_generate(GenerateArgs& a) {
     if (a.json) return;
     auto d = stream.push(id);
     if (d.ok() && !rt.audit.stop_ids.count(id)) std::cout << d.value() << std::flush;
-  });
+  }, a.token_budget);
   if (!out.ok()) {
     std::cout << std::flush;
     return fail(Status(out.status().code(), std::string(error_code_name(out.status().code())) + ": " + out.status().message()));
@@ -136,6 +137,7 @@ void add_generate(CLI::App& app, Options& o) {
   c->add_flag("--ignore-eos", a->ignore_eos, "do not stop at end-of-sequence tokens");
   c->add_flag("--json", a->json, "print one JSON object");
   o.add(c, "--ctx-size", a->ctx_size, "context size in tokens");
+  c->add_option("--token-budget", a->token_budget, "tokens computed per step (prefill chunk size; default 512)");
   c->callback([a, c] { a->has_prompt = c->count("--prompt") > 0; });
   on_run(c, [a] { return run_generate(*a); });
 }

@@ -96,6 +96,12 @@ bool Engine::step() {
     n_waiting_ = n_running_ = 0;
     return false;
   }
+  // LongRoPE changes tables when a sequence grows past the original context: a cache
+  // computed before that is recomputed whole (as transformers' Phi-3 generate intends).
+  if (const int64_t after = model_.recompute_after(); after > 0)
+    for (auto& [id, a] : active_)
+      if (a->computed > 0 && a->computed_len <= after && static_cast<int64_t>(a->tokens.size()) > after)
+        a->computed = 0;
   auto item = [&](uint64_t id) {
     const auto& a = *active_.at(id);
     return SchedItem{id, a.computed, static_cast<int64_t>(a.tokens.size())};
@@ -143,6 +149,7 @@ bool Engine::step() {
     const int32_t row = static_cast<int32_t>(step_seqs.size());
     step_seqs.push_back(a.seq);
     step_active.push_back(&a);
+    plan.seq_len.push_back(static_cast<int32_t>(a.tokens.size()));
     for (int64_t i = 0; i < ch.n_tokens; ++i) {
       const int64_t pos = a.computed + i;
       const bool last = pos + 1 == static_cast<int64_t>(a.tokens.size());
@@ -185,7 +192,10 @@ bool Engine::step() {
     return true;
   }
   for (const auto& ch : chunks)
-    if (auto it = active_.find(ch.id); it != active_.end()) it->second->computed += ch.n_tokens;
+    if (auto it = active_.find(ch.id); it != active_.end()) {
+      it->second->computed += ch.n_tokens;
+      it->second->computed_len = static_cast<int64_t>(it->second->tokens.size());
+    }
   for (size_t r = 0; r < logit_owner.size(); ++r) {
     const uint64_t id = logit_owner[r];
     auto it = active_.find(id);

@@ -73,6 +73,7 @@ class Engine {
     Callback cb;
     std::vector<int32_t> tokens;  // prompt + generated
     int64_t computed = 0;
+    int64_t computed_len = 0;  // tokens it held when its cache was last extended (LongRoPE)
     int64_t n_generated = 0;
     int32_t seq = 0;
     int32_t enc_seq = -1;  // encoder-decoders: the block-manager sequence of the cross K/V

@@ -8,7 +8,7 @@
 
 namespace ballast::model {
 
-enum class RopeScaling { kNone, kLinear, kLlama3 };
+enum class RopeScaling { kNone, kLinear, kLlama3, kLongrope };
 enum class RopeLayout { kNeox, kInterleaved };  // HF rotate-half vs GGML llama (permuted q/k)
 enum class Activation { kSilu, kGeluTanh, kGeluErf, kRelu };
 
@@ -18,6 +18,11 @@ struct RopeParams {
   double factor = 1.0;
   double low_freq_factor = 1.0, high_freq_factor = 4.0;
   double original_max_pos = 8192;
+  // LongRoPE: per rotary pair, the frequency divisors for sequences within original_max_pos
+  // (short) and past it (long), and the cos/sin multiplier (attention factor).
+  std::vector<double> short_factor, long_factor;
+  double attention_factor = 1.0;
+  double partial_rotary = 1.0;  // fraction of head_dim that rotates (partial_rotary_factor)
 };
 
 struct GenerationDefaults {

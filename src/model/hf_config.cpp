@@ -58,6 +58,20 @@ static Status opt_id(const json& j, const char* key, const std::string& file, st
   return Status();
 }
 
+static Status num_list(const json& r, const char* key, const std::string& file, const std::string& field,
+                       std::vector<double>& out) {
+  out.clear();
+  if (!r.contains(key) || !r[key].is_array())
+    return error(ErrorCode::kFormatError, file + ": field '" + field + "." + key + "' must be a list of numbers");
+  for (const auto& v : r[key]) {
+    if (!v.is_number() || !(v.get<double>() > 0))
+      return error(ErrorCode::kFormatError, file + ": field '" + field + "." + key + "' has an entry " + v.dump() +
+                                                " (positive numbers)");
+    out.push_back(v.get<double>());
+  }
+  return Status();
+}
+
 static Status parse_rope_dict(const json& r, const std::string& file, const std::string& field,
                               RopeParams& out) {
   if (r.contains("rope_theta")) {
@@ -78,10 +92,41 @@ static Status parse_rope_dict(const json& r, const std::string& file, const std:
     BALLAST_ASSIGN_OR_RETURN(out.high_freq_factor, json_num(r, "high_freq_factor", file, 4.0));
     BALLAST_ASSIGN_OR_RETURN(out.original_max_pos,
                              json_num(r, "original_max_position_embeddings", file, 8192.0));
+  } else if (type == "longrope") {
+    out.scaling = RopeScaling::kLongrope;
+    BALLAST_RETURN_IF_ERROR(num_list(r, "short_factor", file, field, out.short_factor));
+    BALLAST_RETURN_IF_ERROR(num_list(r, "long_factor", file, field, out.long_factor));
+    // 0: not given; read_hf_rope derives them from the config's context lengths.
+    BALLAST_ASSIGN_OR_RETURN(out.original_max_pos, json_num(r, "original_max_position_embeddings", file, 0.0));
+    BALLAST_ASSIGN_OR_RETURN(out.factor, json_num(r, "factor", file, 0.0));
+    BALLAST_ASSIGN_OR_RETURN(out.attention_factor, json_num(r, "attention_factor", file, 0.0));
   } else {
-    return error(ErrorCode::kUnsupported,
-                 file + ": field '" + field + "': rope type '" + type + "' is not supported (default, linear, llama3)");
+    return error(ErrorCode::kUnsupported, file + ": field '" + field + "': rope type '" + type +
+                                              "' is not supported (default, linear, llama3, longrope)");
   }
+  if (r.contains("partial_rotary_factor") && !r["partial_rotary_factor"].is_null()) {
+    BALLAST_ASSIGN_OR_RETURN(out.partial_rotary, json_num(r, "partial_rotary_factor", file));
+  }
+  return Status();
+}
+
+// LongRoPE's lengths as transformers resolves them: original_max_position_embeddings at the
+// top level of config.json wins over the rope dict's (then max_position_embeddings); the
+// factor defaults to max_position_embeddings / original; the attention factor to
+// sqrt(1 + ln(factor) / ln(original)) when the factor exceeds 1.
+static Status finish_longrope(const json& cfg, const std::string& file, RopeParams& out) {
+  BALLAST_ASSIGN_OR_RETURN(double max_pos, json_num(cfg, "max_position_embeddings", file, 4096.0));
+  if (cfg.contains("original_max_position_embeddings") && !cfg["original_max_position_embeddings"].is_null()) {
+    BALLAST_ASSIGN_OR_RETURN(out.original_max_pos, json_num(cfg, "original_max_position_embeddings", file));
+  } else if (out.original_max_pos <= 0) {
+    out.original_max_pos = max_pos;
+  }
+  if (out.original_max_pos < 2)
+    return error(ErrorCode::kFormatError, file + ": field 'original_max_position_embeddings' must be at least 2");
+  if (out.factor <= 0) out.factor = max_pos / out.original_max_pos;
+  if (out.attention_factor <= 0)
+    out.attention_factor =
+        out.factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(out.factor) / std::log(out.original_max_pos));
   return Status();
 }
 
@@ -92,16 +137,23 @@ Status read_hf_rope(const json& cfg, const std::string& file, const std::string&
   if (cfg.contains("rope_theta") && !cfg["rope_theta"].is_null()) {
     BALLAST_ASSIGN_OR_RETURN(out.theta, json_num(cfg, "rope_theta", file));
   }
+  if (cfg.contains("partial_rotary_factor") && !cfg["partial_rotary_factor"].is_null()) {
+    BALLAST_ASSIGN_OR_RETURN(out.partial_rotary, json_num(cfg, "partial_rotary_factor", file));
+  }
+  Status st;
   if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) {
     const json& rp = cfg["rope_parameters"];
     if (!layer_type.empty() && rp.contains(layer_type) && rp[layer_type].is_object())
-      return parse_rope_dict(rp[layer_type], file, "rope_parameters." + layer_type, out);
-    if (!rp.contains("full_attention") && !rp.contains("sliding_attention"))
-      return parse_rope_dict(rp, file, "rope_parameters", out);
-    return Status();
+      st = parse_rope_dict(rp[layer_type], file, "rope_parameters." + layer_type, out);
+    else if (!rp.contains("full_attention") && !rp.contains("sliding_attention"))
+      st = parse_rope_dict(rp, file, "rope_parameters", out);
+  } else if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object() && layer_type != "sliding_attention") {
+    st = parse_rope_dict(cfg["rope_scaling"], file, "rope_scaling", out);
   }
-  if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object() && layer_type != "sliding_attention")
-    return parse_rope_dict(cfg["rope_scaling"], file, "rope_scaling", out);
+  if (!st.ok()) return st;
+  if (!(out.partial_rotary > 0 && out.partial_rotary <= 1))
+    return error(ErrorCode::kFormatError, file + ": field 'partial_rotary_factor' must be in (0, 1]");
+  if (out.scaling == RopeScaling::kLongrope) return finish_longrope(cfg, file, out);
   return Status();
 }
 

@@ -45,6 +45,10 @@ class Model {
     return error(ErrorCode::kUnsupported, "--resize-embeddings is not supported by " + cfg_.source_arch);
   }
 
+  // LongRoPE: a sequence whose K/V were computed while it held at most this many tokens is
+  // recomputed once it grows past it (its frequency table changes there); 0: never.
+  virtual int64_t recompute_after() const { return 0; }
+
   // Runs one step on the bound backend (forward + logits chain).
   Status step(const backend::StepPlan& plan, const backend::LogitsRequest& req, const backend::StepOptions& opts,
               backend::StepResult& out) {

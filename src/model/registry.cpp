@@ -4,7 +4,7 @@
 namespace ballast::model {
 
 const std::vector<const ArchSpec*>& registry() {
-  static const std::vector<const ArchSpec*> kAll = {&llama_arch(), &gemma3_arch(), &gpt2_arch(), &t5_arch()};
+  static const std::vector<const ArchSpec*> kAll = {&llama_arch(), &gemma3_arch(), &gpt2_arch(), &phi3_arch(), &t5_arch()};
   return kAll;
 }
 

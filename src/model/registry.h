@@ -46,6 +46,7 @@ const ArchSpec* find_arch_gguf(const std::string& gguf_arch);
 const ArchSpec& llama_arch();
 const ArchSpec& gemma3_arch();
 const ArchSpec& gpt2_arch();
+const ArchSpec& phi3_arch();
 const ArchSpec& t5_arch();
 
 }  // namespace ballast::model

@@ -108,7 +108,7 @@ engine::SamplingParams default_sampling(const Runtime& rt) {
 namespace ballast::runtime {
 
 Result<GenerationOutput> generate_sync(Runtime& rt, engine::GenerationRequest req, int64_t ctx_size,
-                                       const std::function<void(int32_t)>& on_token) {
+                                       const std::function<void(int32_t)>& on_token, int64_t token_budget) {
   const int64_t need = static_cast<int64_t>(req.prompt.size()) + 1;
   if (need > ctx_size)
     return error(ErrorCode::kContextLengthExceeded, "prompt of " + std::to_string(req.prompt.size()) +
@@ -116,6 +116,7 @@ Result<GenerationOutput> generate_sync(Runtime& rt, engine::GenerationRequest re
   engine::EngineOptions eo;
   eo.ctx_size = ctx_size;
   eo.limits.max_batch = 1;
+  if (token_budget > 0) eo.limits.token_budget = token_budget;
   eo.forward.check_numerics = rt.opts.check_numerics;
   engine::Engine eng(rt.model(), rt.audit.valid, eo);
   BALLAST_RETURN_IF_ERROR(eng.init_status());

@@ -66,8 +66,8 @@ struct GenerationOutput {
 };
 
 // Runs one request to completion on a private engine (CLI use). on_token, when set,
-// sees each id as it is produced.
+// sees each id as it is produced; token_budget > 0 sets the prefill chunk size.
 Result<GenerationOutput> generate_sync(Runtime& rt, engine::GenerationRequest req, int64_t ctx_size,
-                                       const std::function<void(int32_t)>& on_token = {});
+                                       const std::function<void(int32_t)>& on_token = {}, int64_t token_budget = 0);
 
 }  // namespace ballast::runtime

@@ -259,7 +259,10 @@ static void test_fixture(const char* name) {
   TestBatch c;  // a 20-token chunk continuing sequence 0 next to a decode of sequence 1
   for (int i = 38; i < 58; ++i) c.add(rng() % vocab, i, 0, true);
   c.add(7, 6, 1, true);
-  compare_models(cpu, *p.gpu.model, {a, d, c}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
+  TestBatch e;  // sequence 0 past position 64 (phi3's original context: long LongRoPE factors)
+  for (int i = 58; i < 80; ++i) e.add(rng() % vocab, i, 0, true);  // beside a short-factor decode
+  e.add(8, 7, 1, true);
+  compare_models(cpu, *p.gpu.model, {a, d, c, e}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
 }
 
 // Vocabulary safety on the GPU, at the model level (the audit's mask is what the runtime
@@ -407,7 +410,7 @@ int main(int argc, char** argv) {
   run_ops_gpu_tests(quick);
   std::printf("[vocabulary safety on the GPU]\n");
   test_vocab_safety();
-  for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"}) {
+  for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "phi3"}) {
     std::printf("[fixture %s vs CPU]\n", f);
     test_fixture(f);
   }

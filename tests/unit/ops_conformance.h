@@ -325,6 +325,7 @@ class Harness {
     return check(be_.add_vector(f), "add_vector");
   }
   backend::RopeId rope(const std::vector<float>& inv_freq) { return check(be_.add_rope(inv_freq), "add_rope"); }
+  backend::RopeId rope(const backend::RopeTable& t) { return check(be_.add_rope(t), "add_rope"); }
 
   void init_kv(const backend::KvLayout& l, int64_t blocks) {
     auto r = be_.init_kv(l, blocks);

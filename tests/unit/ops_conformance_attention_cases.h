@@ -1,8 +1,8 @@
 // Attention conformance cases: multi-step scenarios over the paged KV cache (several
 // sequences per step on shuffled, non-contiguous blocks; decode steps; prefill chunks
 // after decode steps), GQA ratios 1-8, head dims 64-256, sliding windows, per-head q/k
-// RMSNorm, RoPE in both layouts (full and partial), softcap and custom scales, and layers
-// other than 0. The float64 reference keeps its own cache per (layer, sequence, position).
+// RMSNorm, RoPE in both layouts (full and partial), LongRoPE's two tables, softcap and custom
+// scales, and layers other than 0. The float64 reference keeps its own cache per (layer, sequence, position).
 #pragma once
 #include <map>
 #include <utility>
@@ -17,6 +17,8 @@ struct AttnConfig {
   int window = 0;
   int rope = 1;  // 0: none, 1: rotate-half (neox), 2: interleaved pairs
   int rot = 0;   // rotary dims (0: head_dim)
+  int long_after = -1;     // >= 0: LongRoPE, a second table for sequences longer than this
+  bool known_len = false;  // the plan gives each sequence's final length (seq_len), as for a chunked prompt
   bool qk_norm = false;
   float scale = 0, softcap = 0;
   int layer = 0, n_layers = 1;
@@ -30,15 +32,20 @@ struct AttnConfig {
 struct AttnRef {
   const AttnConfig& c;
   std::vector<double> qn, kn;
-  std::vector<float> inv;
+  std::vector<float> inv, inv_long;  // inv_long: LongRoPE (c.long_after >= 0)
+  static constexpr double kLongScale = 1.25;  // LongRoPE's cos/sin multiplier in these cases
   std::map<std::pair<int, int>, std::vector<std::vector<double>>> k, v;  // (layer, seq) -> position rows
 
-  void rope(double* x, int heads, int pos) const {
+  // len: the token's sequence length that LongRoPE picks its table by.
+  void rope(double* x, int heads, int pos, int len) const {
     const int rot = static_cast<int>(inv.size()) * 2, half = rot / 2;
+    const bool lng = c.long_after >= 0 && len > c.long_after;
+    const double sc = c.long_after >= 0 ? kLongScale : 1.0;
     for (int h = 0; h < heads; ++h) {
       double* y = x + h * c.hd;
       for (int i = 0; i < half; ++i) {
-        const double ang = pos * static_cast<double>(inv[i]), cs = std::cos(ang), sn = std::sin(ang);
+        const double ang = pos * static_cast<double>(lng ? inv_long[i] : inv[i]);
+        const double cs = sc * std::cos(ang), sn = sc * std::sin(ang);
         double& a = c.rope == 1 ? y[i] : y[2 * i];
         double& b = c.rope == 1 ? y[i + half] : y[2 * i + 1];
         const double a0 = a, b0 = b;
@@ -56,11 +63,11 @@ struct AttnRef {
     }
   }
   // Processes one packed qkv row: writes K/V at (layer, seq, pos), returns q.
-  std::vector<double> write(const double* row, int layer, int seq, int pos) {
+  std::vector<double> write(const double* row, int layer, int seq, int pos, int len) {
     const int qw = c.nh * c.hd, kw = c.nkv * c.hd;
     std::vector<double> q(row, row + qw), kk(row + qw, row + qw + kw), vv(row + qw + kw, row + qw + 2 * kw);
     if (c.qk_norm) head_norm(q.data(), c.nh, qn), head_norm(kk.data(), c.nkv, kn);
-    if (c.rope) rope(q.data(), c.nh, pos), rope(kk.data(), c.nkv, pos);
+    if (c.rope) rope(q.data(), c.nh, pos, len), rope(kk.data(), c.nkv, pos, len);
     auto& K = k[{layer, seq}];
     auto& V = v[{layer, seq}];
     if (static_cast<int>(K.size()) <= pos) K.resize(pos + 1), V.resize(pos + 1);
@@ -128,9 +135,10 @@ inline void run_attention_case(Harness& h, const AttnConfig& c) {
     x = ref_matmul(xin, K, wqkv.values, W);
     for (size_t i = 0; i < x.size(); ++i) x[i] += bqkv[i % W];
   }
-  AttnRef ref{c, r.normals(c.hd, 0.3, 1.0), r.normals(c.hd, 0.3, 1.0), {}, {}, {}};
+  AttnRef ref{c, r.normals(c.hd, 0.3, 1.0), r.normals(c.hd, 0.3, 1.0), {}, {}, {}, {}};
   const int rot = c.rot > 0 ? c.rot : c.hd;
   for (int i = 0; i < rot / 2; ++i) ref.inv.push_back(static_cast<float>(std::pow(10000.0, -2.0 * i / rot)));
+  for (int i = 0; i < rot / 2 && c.long_after >= 0; ++i) ref.inv_long.push_back(ref.inv[i] / (1.0f + 0.7f * i));
   const WeightId tab = h.input(xin, c.qkv_linear ? K : W), tab2 = c.two_layers ? h.input(x2, W) : kNoWeight;
   // qkv always comes out of a linear (a backend may insist): the biased projection, or an
   // identity that keeps the inputs exact.
@@ -144,7 +152,9 @@ inline void run_attention_case(Harness& h, const AttnConfig& c) {
   a.softcap = c.softcap;
   a.window = c.window;
   if (c.qk_norm) a.q_norm = h.vec(ref.qn), a.k_norm = h.vec(ref.kn), a.qk_eps = 1e-6f;
-  a.rope = c.rope ? h.rope(ref.inv) : -1;
+  a.rope = !c.rope ? -1
+           : c.long_after < 0 ? h.rope(ref.inv)
+                              : h.rope(backend::RopeTable{ref.inv, ref.inv_long, c.long_after, float(AttnRef::kLongScale)});
   a.rope_interleaved = c.rope == 2;
   backend::AttentionSpec a2 = a;
   a2.layer = layer2;
@@ -176,15 +186,19 @@ inline void run_attention_case(Harness& h, const AttnConfig& c) {
       for (int b = 0; b < (len[s] + n + 15) / 16; ++b) p.block_tables[row_of[s] * p.max_blocks + b] = blocks[s][b];
     std::vector<std::vector<double>> qs, qs2;
     std::vector<std::pair<int, int>> where;  // (seq, pos) of each row
+    if (c.known_len) {
+      p.seq_len.assign(size_t(p.n_seqs), 0);
+      for (auto [s, n] : st) p.seq_len[row_of[s]] = final_len[s];
+    }
     for (auto [s, n] : st)
-      for (int i = 0; i < n; ++i) {
+      for (int i = 0, rlen = c.known_len ? final_len[s] : len[s] + n; i < n; ++i) {
         const int pos = len[s]++;
         p.logit_rows.push_back(static_cast<int32_t>(p.tokens.size()));
         p.tokens.push_back(tok);
         p.positions.push_back(pos);
         p.seq_row.push_back(row_of[s]);
-        qs.push_back(ref.write(&x[size_t(tok) * W], c.layer, s, pos));
-        if (c.two_layers) qs2.push_back(ref.write(&x2[size_t(tok) * W], layer2, s, pos));
+        qs.push_back(ref.write(&x[size_t(tok) * W], c.layer, s, pos, rlen));
+        if (c.two_layers) qs2.push_back(ref.write(&x2[size_t(tok) * W], layer2, s, pos, rlen));
         where.push_back({s, pos});
         ++tok;
       }
@@ -238,6 +252,16 @@ inline std::vector<OpCase> attention_cases() {
     c.hd = 128, c.rope = 1, c.rot = 64, c.name = "rope_partial_neox_rot64_hd128";
     add(c, mixed);
     c.hd = 64, c.rope = 2, c.rot = 32, c.name = "rope_partial_interleaved_rot32_hd64";
+    add(c, mixed);
+    // LongRoPE: in `mixed`, sequence 2's prefill (21 tokens) and later steps use the long
+    // table beside short-table sequences; sequence 0 switches at its 35-token chunk (its
+    // cached K stays short: the engine recomputes a sequence that crosses, see engine.cpp).
+    c.hd = 64, c.rope = 1, c.rot = 0, c.long_after = 20, c.name = "longrope_after20_hd64";
+    add(c, mixed);
+    c.hd = 128, c.rot = 96, c.name = "longrope_partial_rot96_hd128";
+    add(c, mixed);
+    // The plan's seq_len (final lengths 51, 20, 22): every chunk of sequences 0 and 2 is long.
+    c.hd = 64, c.rot = 0, c.known_len = true, c.name = "longrope_seq_len_hd64";
     add(c, mixed);
   }
   {

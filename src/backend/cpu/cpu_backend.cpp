@@ -50,8 +50,11 @@ Result<backend::WeightId> CpuBackend::add_vector(std::span<const float> v) {
   return static_cast<backend::WeightId>(kVectorBase + vecs_.size() - 1);
 }
 
-Result<backend::RopeId> CpuBackend::add_rope(std::span<const float> inv_freq) {
-  ropes_.emplace_back(inv_freq.begin(), inv_freq.end());
+Result<backend::RopeId> CpuBackend::add_rope(const backend::RopeTable& t) {
+  if (t.inv_freq.empty() || (!t.inv_freq_long.empty() && t.inv_freq_long.size() != t.inv_freq.size()))
+    return error(ErrorCode::kInvalidArgument, "add_rope: " + std::to_string(t.inv_freq.size()) + " frequencies, " +
+                                                  std::to_string(t.inv_freq_long.size()) + " long ones");
+  ropes_.push_back(t);
   return static_cast<backend::RopeId>(ropes_.size() - 1);
 }
 

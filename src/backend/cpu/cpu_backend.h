@@ -25,7 +25,8 @@ class CpuBackend : public backend::Backend {
   std::string name() const override { return "cpu"; }
   Result<backend::WeightId> add_matrix(const backend::MatrixSource& m) override;
   Result<backend::WeightId> add_vector(std::span<const float> v) override;
-  Result<backend::RopeId> add_rope(std::span<const float> inv_freq) override;
+  using backend::Backend::add_rope;
+  Result<backend::RopeId> add_rope(const backend::RopeTable& t) override;
   int64_t rows(backend::WeightId w) const override;
   Result<int64_t> init_kv(const backend::KvLayout& layout, int64_t want) override;
   Status run(const backend::StepPlan& plan, const Forward& forward, const backend::LogitsRequest& req,
@@ -35,7 +36,7 @@ class CpuBackend : public backend::Backend {
   ThreadPool& pool() { return *pool_; }
   const Matrix& matrix(backend::WeightId w) const { return mats_[w]; }
   const std::vector<float>& vec(backend::WeightId w) const { return vecs_[w - kVectorBase]; }
-  const std::vector<float>& rope(backend::RopeId r) const { return ropes_[r]; }
+  const backend::RopeTable& rope(backend::RopeId r) const { return ropes_[r]; }
   // y (n, rows) = x (n, cols) @ w^T.
   void matmul(backend::WeightId w, const float* x, int64_t n, float* y);
   // Layer l's K or V pool: (blocks * 16, row) floats.
@@ -54,7 +55,8 @@ class CpuBackend : public backend::Backend {
   backend::BackendOptions opts_;
   std::shared_ptr<ThreadPool> pool_;
   std::vector<Matrix> mats_;
-  std::vector<std::vector<float>> vecs_, ropes_;
+  std::vector<std::vector<float>> vecs_;
+  std::vector<backend::RopeTable> ropes_;
   backend::KvLayout layout_;
   int64_t blocks_ = 0;
   float* kv_ = nullptr;  // mmap'd: committed page by page as blocks are first written

@@ -238,7 +238,9 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
     // Per-head q/k norm and RoPE, in place on the packed rows; K/V into the cache.
     const float* qn = a.q_norm == backend::kNoWeight ? nullptr : be_.vec(a.q_norm).data();
     const float* kn = a.k_norm == backend::kNoWeight ? nullptr : be_.vec(a.k_norm).data();
-    const std::vector<float>* inv = a.rope >= 0 ? &be_.rope(a.rope) : nullptr;
+    const backend::RopeTable* rt = a.rope >= 0 ? &be_.rope(a.rope) : nullptr;
+    std::vector<int32_t> lens;  // LongRoPE: each token's sequence length picks the table
+    if (rt && !rt->inv_freq_long.empty()) plan_.rope_lengths(lens);
     const auto layout = a.rope_interleaved ? RopeLayout::kInterleaved : RopeLayout::kNeox;
     be_.pool().parallel_for(n_, [&](int64_t b, int64_t e) {
       std::vector<float> c, s;
@@ -248,15 +250,17 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
         const float* v = k + kw;
         if (qn) rmsnorm_rows(q, q, qn, a.n_heads, hd, a.qk_eps);
         if (kn) rmsnorm_rows(k, k, kn, a.n_kv_heads, hd, a.qk_eps);
-        if (inv) {
-          const int64_t rot = static_cast<int64_t>(inv->size()) * 2;
+        if (rt) {
+          const auto& inv = !lens.empty() && lens[t] > rt->long_after ? rt->inv_freq_long : rt->inv_freq;
+          const double scale = rt->scale;
+          const int64_t rot = static_cast<int64_t>(inv.size()) * 2;
           c.resize(rot / 2);
           s.resize(rot / 2);
           // Angles in double so long positions keep precision.
           for (int64_t i = 0; i < rot / 2; ++i) {
-            const double ang = static_cast<double>(plan_.positions[t]) * (*inv)[i];
-            c[i] = static_cast<float>(std::cos(ang));
-            s[i] = static_cast<float>(std::sin(ang));
+            const double ang = static_cast<double>(plan_.positions[t]) * inv[i];
+            c[i] = static_cast<float>(std::cos(ang) * scale);
+            s[i] = static_cast<float>(std::sin(ang) * scale);
           }
           rope(q, a.n_heads, hd, rot, c.data(), s.data(), layout);
           rope(k, a.n_kv_heads, hd, rot, c.data(), s.data(), layout);

@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 
 #if BALLAST_HAVE_CUDA
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -173,14 +174,25 @@ Result<backend::WeightId> CudaBackend::add_vector(std::span<const float> v) {
   return static_cast<backend::WeightId>(d_.weights.size() - 1);
 }
 
-Result<backend::RopeId> CudaBackend::add_rope(std::span<const float> inv_freq) {
+Result<backend::RopeId> CudaBackend::add_rope(const backend::RopeTable& t) {
+  const auto& inv_freq = t.inv_freq;
   if (inv_freq.empty() || inv_freq.size() > 128)
     return error(ErrorCode::kUnsupported, "--device cuda: a RoPE table of " + std::to_string(inv_freq.size()) +
                                               " frequencies (1 to 128: rotary dims <= 256)");
-  float* p = nullptr;
-  BALLAST_RETURN_IF_ERROR(alloc(&p, inv_freq.size(), "a RoPE table"));
-  CU_RETURN(cudaMemcpy(p, inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
-  d_.ropes.push_back({p, static_cast<int>(inv_freq.size())});
+  if (!t.inv_freq_long.empty() && t.inv_freq_long.size() != inv_freq.size())
+    return error(ErrorCode::kInvalidArgument, "add_rope: " + std::to_string(inv_freq.size()) + " frequencies, " +
+                                                  std::to_string(t.inv_freq_long.size()) + " long ones");
+  RopeRec r;
+  r.n_half = static_cast<int>(inv_freq.size());
+  r.long_after = static_cast<int>(std::clamp<int64_t>(t.long_after, 0, INT_MAX));
+  r.scale = t.scale;
+  BALLAST_RETURN_IF_ERROR(alloc(&r.inv_freq, inv_freq.size(), "a RoPE table"));
+  CU_RETURN(cudaMemcpy(r.inv_freq, inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
+  if (!t.inv_freq_long.empty()) {
+    BALLAST_RETURN_IF_ERROR(alloc(&r.inv_freq_long, inv_freq.size(), "a RoPE table"));
+    CU_RETURN(cudaMemcpy(r.inv_freq_long, t.inv_freq_long.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
+  }
+  d_.ropes.push_back(r);
   return static_cast<backend::RopeId>(d_.ropes.size() - 1);
 }
 

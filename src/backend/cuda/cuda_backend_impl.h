@@ -28,7 +28,8 @@ class CudaBackend final : public backend::Backend {
   std::string name() const override { return "cuda"; }
   Result<backend::WeightId> add_matrix(const backend::MatrixSource& m) override;
   Result<backend::WeightId> add_vector(std::span<const float> v) override;
-  Result<backend::RopeId> add_rope(std::span<const float> inv_freq) override;
+  using backend::Backend::add_rope;
+  Result<backend::RopeId> add_rope(const backend::RopeTable& t) override;
   int64_t rows(backend::WeightId w) const override;
   Result<int64_t> init_kv(const backend::KvLayout& layout, int64_t want) override;
   Status run(const backend::StepPlan& plan, const Forward& forward, const backend::LogitsRequest& req,
@@ -110,6 +111,7 @@ class CudaBackend final : public backend::Backend {
   std::vector<int32_t> row_ids_;
   std::vector<PrefillTile> tiles_;
   std::vector<uint8_t> seen_;
+  std::vector<int32_t> rope_len_;  // each token's sequence length (StepPlan::rope_lengths)
 };
 
 }  // namespace ballast::cuda

@@ -52,8 +52,11 @@ struct WeightRec {
 };
 
 struct RopeRec {
-  float* inv_freq = nullptr;  // (n_half)
-  int n_half = 0;             // rot_dim / 2
+  float* inv_freq = nullptr;       // (n_half)
+  int n_half = 0;                  // rot_dim / 2
+  float* inv_freq_long = nullptr;  // (n_half) or null (LongRoPE: backend::RopeTable)
+  int long_after = 0;
+  float scale = 1.0f;
 };
 
 // Device objects the ops use; owned by the backend, pointers refreshed before each step.
@@ -77,7 +80,7 @@ struct DeviceState {
 
 // One step's index tables: device pointers into one packed int32 upload
 //   tokens (n) | pos (n) | slot (n) | seq (n) | lidx (m) | row_ids (n_rows) | tiles (4 n_tiles) |
-//   block table (n_seqs, max_blocks)
+//   block table (n_seqs, max_blocks) | rope_len (n: the token's sequence length, LongRoPE)
 // and the counts the ops need. Decode-only steps (one token per sequence, all rows want
 // logits) round max_blocks up to 16 so one captured graph serves many consecutive steps.
 struct StepIndex {
@@ -86,9 +89,10 @@ struct StepIndex {
   int n_rows = 0, n_tiles = 0;  // attention: tokens for the row kernels / prefill tiles
   bool gather = false;          // logits rows are not all rows
   bool decode_only = false;
-  size_t off_pos = 0, off_slot = 0, off_seq = 0, off_lidx = 0, off_rows = 0, off_tiles = 0, off_bt = 0, total = 0;
+  size_t off_pos = 0, off_slot = 0, off_seq = 0, off_lidx = 0, off_rows = 0, off_tiles = 0, off_bt = 0,
+         off_rope_len = 0, total = 0;
   const int32_t *tokens = nullptr, *pos = nullptr, *slot = nullptr, *seq = nullptr, *lidx = nullptr,
-                *row_ids = nullptr, *bt = nullptr;  // row_ids null: rows 0..n-1
+                *row_ids = nullptr, *bt = nullptr, *rope_len = nullptr;  // row_ids null: rows 0..n-1
   const PrefillTile* tiles = nullptr;
 };
 

@@ -538,6 +538,12 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
   qa.inv_freq = rope ? rope->inv_freq : nullptr;
   qa.rot_dims = rope ? 2 * rope->n_half : 0;
   qa.interleaved = a.rope_interleaved;
+  if (rope) {
+    qa.inv_freq_long = rope->inv_freq_long;
+    qa.rope_len = st_.rope_len;
+    qa.long_after = rope->long_after;
+    qa.rope_scale = rope->scale;
+  }
   qa.slot = st_.slot;
   qa.n_slots = d_.n_blocks * backend::kKvBlockTokens;
   qa.k_cache = d_.k_cache[a.layer];

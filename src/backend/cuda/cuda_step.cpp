@@ -92,7 +92,8 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   st.off_rows = st.off_lidx + m;
   st.off_tiles = st.off_rows + row_ids_.size();
   st.off_bt = st.off_tiles + 4 * tiles_.size();
-  st.total = st.off_bt + static_cast<size_t>(p.n_seqs) * st.max_blocks;
+  st.off_rope_len = st.off_bt + static_cast<size_t>(p.n_seqs) * st.max_blocks;
+  st.total = st.off_rope_len + n;
   if (st.total * 4 > host_bytes_) {
     if (host_) cudaFreeHost(host_);
     host_ = nullptr;
@@ -116,6 +117,8 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
     std::copy(src, src + p.max_blocks, row);
     std::fill(row + p.max_blocks, row + st.max_blocks, -1);
   }
+  p.rope_lengths(rope_len_);
+  std::copy(rope_len_.begin(), rope_len_.end(), h + st.off_rope_len);
   BALLAST_RETURN_IF_ERROR(idx_.ensure(st.total, &epoch_));
   const int32_t* d = idx_.p;
   st.tokens = d;
@@ -126,6 +129,7 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   st.row_ids = st.n_rows == st.n ? nullptr : d + st.off_rows;
   st.tiles = reinterpret_cast<const PrefillTile*>(d + st.off_tiles);
   st.bt = d + st.off_bt;
+  st.rope_len = d + st.off_rope_len;
   return Status();
 }
 

@@ -40,11 +40,13 @@ __global__ void k_qkv_post(QkvPostArgs a) {
   const int width = (a.n_heads + 2 * a.n_kv) * hd;  // qd + 2 kd
   bf16* row = a.qkv + static_cast<int64_t>(t) * width;
   const double p = static_cast<double>(a.pos[t]);
+  const float* inv = a.inv_freq_long && a.rope_len[t] > a.long_after ? a.inv_freq_long : a.inv_freq;
+  const double scale = a.rope_scale;
   for (int i = threadIdx.x; i < rot_half; i += blockDim.x) {
     double sd, cd;
-    sincos(p * static_cast<double>(a.inv_freq[i]), &sd, &cd);
-    cs[i] = static_cast<float>(cd);
-    sn[i] = static_cast<float>(sd);
+    sincos(p * static_cast<double>(inv[i]), &sd, &cd);
+    cs[i] = static_cast<float>(cd * scale);
+    sn[i] = static_cast<float>(sd * scale);
   }
   const int64_t sl = a.slot[t];
   const bool slot_ok = sl >= 0 && sl < a.n_slots;

@@ -25,6 +25,12 @@ struct QkvPostArgs {
   int rot_dims = 0;        // rotated dims of each head (even, <= hd); 0: all hd. Partial rotary (NeoX
                            // style): rotate-half pairs (j, j + rot_dims/2) or interleaved pairs (2j, 2j+1)
                            // over the first rot_dims dims; the rest pass through.
+  // LongRoPE (backend::RopeTable): token t rotates with inv_freq_long when rope_len[t] (its
+  // sequence's length, StepPlan::rope_lengths) > long_after; cos and sin are times rope_scale.
+  const float* inv_freq_long = nullptr;  // (rot_dims/2) or null
+  const int32_t* rope_len = nullptr;     // (n), read only with inv_freq_long
+  int long_after = 0;
+  float rope_scale = 1.0f;
 };
 // Per token, in fp32 and rounded to bf16 once: x += bias; q, k: x = rmsnorm(x) * (offset + w)
 // per head; q, k rotated at pos[t]. q (and the processed k, v) are written back into qkv;

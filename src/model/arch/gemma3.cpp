@@ -102,6 +102,8 @@ Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
   BALLAST_RETURN_IF_ERROR(read_hf_rope(cfg, file, "full_attention", 1000000.0, out.rope));
   BALLAST_ASSIGN_OR_RETURN(double local_base, json_num(cfg, "rope_local_base_freq", file, 10000.0));
   BALLAST_RETURN_IF_ERROR(read_hf_rope(cfg, file, "sliding_attention", local_base, out.rope_local));
+  if (out.rope.scaling == RopeScaling::kLongrope || out.rope_local.scaling == RopeScaling::kLongrope)
+    return error(ErrorCode::kUnsupported, file + ": rope type 'longrope' is not supported for " + out.source_arch);
   if (!(cfg.contains("rope_parameters") && cfg["rope_parameters"].contains("sliding_attention"))) {
     out.rope_local = RopeParams{};  // older configs: local layers use an unscaled base
     out.rope_local.theta = local_base;

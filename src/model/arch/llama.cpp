@@ -99,6 +99,8 @@ class LlamaModel : public DecoderModel {
 Status read_hf(const nlohmann::json& cfg, ModelConfig& out) {
   const std::string file = "config.json";
   BALLAST_RETURN_IF_ERROR(read_hf_rope(cfg, file, "", 10000.0, out.rope));
+  if (out.rope.scaling == RopeScaling::kLongrope)
+    return error(ErrorCode::kUnsupported, file + ": rope type 'longrope' is not supported for " + out.source_arch);
   out.rope_layout = RopeLayout::kNeox;
   out.act = Activation::kSilu;
   if (out.source_arch == "Qwen2ForCausalLM") out.attn_bias = true;

@@ -5,7 +5,37 @@
 
 namespace ballast::model {
 
+namespace {
+// LongRoPE divides each pair's frequency by its factor (a list shorter than rot_dim/2 is an
+// error reported by rope_table; missing entries leave the frequency as is).
+std::vector<float> longrope_inv_freq(const RopeParams& p, int64_t rot_dim, const std::vector<double>& factors) {
+  std::vector<float> inv(rot_dim / 2);
+  for (int64_t i = 0; i < rot_dim / 2; ++i) {
+    const double f = 1.0 / std::pow(p.theta, static_cast<double>(2 * i) / static_cast<double>(rot_dim));
+    inv[i] = static_cast<float>(i < static_cast<int64_t>(factors.size()) ? f / factors[i] : f);
+  }
+  return inv;
+}
+}  // namespace
+
+Result<backend::RopeTable> rope_table(const RopeParams& p, int64_t rot_dim) {
+  backend::RopeTable t;
+  t.inv_freq = rope_inv_freq(p, rot_dim);
+  if (p.scaling != RopeScaling::kLongrope) return t;
+  const size_t n = static_cast<size_t>(rot_dim / 2);
+  if (p.short_factor.size() != n || p.long_factor.size() != n)
+    return error(ErrorCode::kFormatError, "longrope: short_factor has " + std::to_string(p.short_factor.size()) +
+                                              " and long_factor " + std::to_string(p.long_factor.size()) +
+                                              " entries; the " + std::to_string(rot_dim) + " rotary dims need " +
+                                              std::to_string(n));
+  t.inv_freq_long = longrope_inv_freq(p, rot_dim, p.long_factor);
+  t.long_after = static_cast<int64_t>(p.original_max_pos);
+  t.scale = static_cast<float>(p.attention_factor);
+  return t;
+}
+
 std::vector<float> rope_inv_freq(const RopeParams& p, int64_t rot_dim) {
+  if (p.scaling == RopeScaling::kLongrope) return longrope_inv_freq(p, rot_dim, p.short_factor);
   std::vector<float> inv(rot_dim / 2);
   for (int64_t i = 0; i < rot_dim / 2; ++i) {
     double f = 1.0 / std::pow(p.theta, static_cast<double>(2 * i) / static_cast<double>(rot_dim));

@@ -13,8 +13,13 @@
 
 namespace ballast::model {
 
-// Inverse frequencies (rot_dim/2,) with the config's scaling applied.
+// Inverse frequencies (rot_dim/2,) with the config's scaling applied (LongRoPE: the short
+// factors, the table of sequences within the original context).
 std::vector<float> rope_inv_freq(const RopeParams& p, int64_t rot_dim);
+// The backend's table for these parameters: rope_inv_freq, and for LongRoPE also the long
+// factors' frequencies (sequences longer than original_max_pos) and the attention factor on cos/sin.
+// Errors when a factor list does not hold rot_dim/2 entries.
+Result<backend::RopeTable> rope_table(const RopeParams& p, int64_t rot_dim);
 
 // "model.layers.<l>.<suffix>": the HF name of a layer's tensor.
 inline std::string layer_name(int64_t l, const char* suffix) {
