@@ -54,8 +54,9 @@ static Result<std::unique_ptr<Tokenizer>> load_dir_or_file(const fs::path& p) {
     if (fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec))
       return load_gpt2_legacy(dir.string(), cfg);
     if (fs::is_regular_file(dir / "tokenizer.model", ec)) return load_sentencepiece_model((dir / "tokenizer.model").string(), cfg);
-    return error(ErrorCode::kNotFound, p.string() +
-                                           ": no tokenizer.json, vocab.json + merges.txt or tokenizer.model in this directory");
+    if (fs::is_regular_file(dir / "spiece.model", ec)) return load_sentencepiece_model((dir / "spiece.model").string(), cfg);
+    return error(ErrorCode::kNotFound, p.string() + ": no tokenizer.json, vocab.json + merges.txt, tokenizer.model or "
+                                                    "spiece.model in this directory");
   }
   std::string ext = p.extension().string();
   if (ext == ".model") return load_sentencepiece_model(p.string(), cfg);

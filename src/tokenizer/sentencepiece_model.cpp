@@ -5,7 +5,9 @@
 //    tokenizer_config.json) split the text when parse_special (non-special added tokens
 //    always); each plain segment is encoded by SentencePiece on its own (user-defined
 //    pieces are matched by SentencePiece itself, so always). add_special prepends BOS
-//    (add_bos_token, default true) and appends EOS (add_eos_token, default false).
+//    (add_bos_token, default true) and appends EOS (add_eos_token, default false); T5's
+//    spiece.model (or tokenizer_class T5Tokenizer): no BOS, EOS appended, and the
+//    <extra_id_N> sentinels (tokenizer_config extra_ids, default 100) after the pieces.
 //  - decode: runs of ordinary ids are decoded by SentencePiece; special ids are emitted
 //    as their piece text, or dropped with skip_special (then the rest is one run).
 //    Ids outside the vocabulary are dropped.
@@ -185,6 +187,25 @@ class SentencePieceTokenizer final : public Tokenizer {
         size_ = std::max(size_, t.id + 1);
       }
     }
+    // T5's slow tokenizer (spiece.model): <extra_id_0..N-1> sentinels after the pieces,
+    // <extra_id_0> the highest id; its eos is appended and there is no BOS.
+    const bool t5 = fs::path(path).filename() == "spiece.model" ||
+                    (cfg.is_object() && cfg.value("tokenizer_class", std::string()).rfind("T5Tokenizer", 0) == 0);
+    if (t5 && !have_decoder) {
+      const int n_extra = cfg.is_object() && cfg.contains("extra_ids") && cfg["extra_ids"].is_number_integer()
+                              ? cfg["extra_ids"].get<int>()
+                              : 100;
+      for (int i = 0; i < n_extra; ++i) {
+        AddedToken t;
+        t.id = sp_size_ + n_extra - 1 - i;
+        t.content = "<extra_id_" + std::to_string(i) + ">";
+        t.special = true;
+        extra_content_[t.id] = t.content;
+        extra_special_.insert(t.id);
+        added_.push_back(t);
+        size_ = std::max(size_, t.id + 1);
+      }
+    }
     if (!have_decoder) {
       for (int i = 0; i < sp_size_; ++i) {
         if (!special_[i]) continue;
@@ -232,8 +253,8 @@ class SentencePieceTokenizer final : public Tokenizer {
     apply(stm);
     apply(cfg);
     if (cfg.is_object()) settings_.source = (dir / "tokenizer_config.json").string();
-    add_bos_ = settings_.add_bos_token.value_or(true);
-    add_eos_ = settings_.add_eos_token.value_or(false);
+    add_bos_ = settings_.add_bos_token.value_or(!t5);
+    add_eos_ = settings_.add_eos_token.value_or(t5);
     build_matcher();
     return Status();
   }

@@ -153,3 +153,26 @@ def test_not_a_model(tmp_path):
                        input=b'{"text": "hi"}\n', capture_output=True, timeout=60)
     assert r.returncode != 0
     assert b"tokenizer.model: not a SentencePiece model" in r.stderr, r.stderr
+
+
+def test_t5_spiece_model(tmp_path):
+    """T5's slow tokenizer from spiece.model (no tokenizer.json): no BOS, eos appended, and the
+    <extra_id_N> sentinels after the pieces with <extra_id_0> the highest id, split out of text
+    as special tokens (transformers' T5Tokenizer conventions, encoding checked against the
+    sentencepiece package)."""
+    buf = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_text()), model_writer=buf, model_type="unigram", vocab_size=800,
+        character_coverage=0.99, hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=4, minloglevel=2)
+    sp = sentencepiece.SentencePieceProcessor(model_proto=buf.getvalue())
+    n = sp.get_piece_size()
+    (tmp_path / "spiece.model").write_bytes(buf.getvalue())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512, "extra_ids": 100}))
+    cli = Cli(ballast_bin(), tmp_path)
+    ts = [t for t in texts()[:40] if "<extra_id" not in t]
+    assert cli.encode(ts) == [sp.encode_as_ids(t) + [1] for t in ts]
+    got = cli.encode(["translate: <extra_id_0> the house <extra_id_99>."])[0]
+    want = (sp.encode_as_ids("translate: ") + [n + 99] + sp.encode_as_ids(" the house ") + [n] +
+            sp.encode_as_ids(".") + [1])
+    assert got == want
+    assert cli.decode([[n + 99, n]], skip_special=False)[0] == "<extra_id_0><extra_id_99>"
