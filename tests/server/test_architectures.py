@@ -110,3 +110,21 @@ def test_gpt2_chat_joins_turns_with_eos(gpt2_server):
     comp = c.completions.create(model="gpt2", prompt=ids, max_tokens=6, temperature=0, extra_body={"ignore_eos": True})
     assert chat.choices[0].message.content == comp.choices[0].text
     assert "chat_eos_turns" in gpt2_server.logs()
+
+
+@pytest.mark.parametrize("name", ["phi3", "gpt2_bin_legacy"])
+def test_completions_match_reference(name):
+    """Phi-3 (LongRoPE) and GPT-2 from a legacy torch.save .bin, served: the first reference
+    case's greedy ids and first-step top logprobs."""
+    case = expected(name)["cases"][0]
+    s = ServerProcess(materialize(FIX / name), ["--served-model-name", name])
+    try:
+        r = client(s).completions.create(model=name, prompt=case["prompt_ids"], max_tokens=len(case["ids"]),
+                                         temperature=0, logprobs=3, extra_body={"ignore_eos": True})
+        assert r.usage.prompt_tokens == len(case["prompt_ids"])
+        top = r.choices[0].logprobs.top_logprobs[0]
+        for (wid, wlp), v in zip(case["steps"][0]["top"][:3], sorted(top.values(), reverse=True)):
+            assert abs(v - wlp) < 1e-3, (top, case["steps"][0]["top"][:3])
+        assert len(r.choices[0].logprobs.tokens) == len(case["ids"])
+    finally:
+        assert s.stop() == 0, s.logs()
