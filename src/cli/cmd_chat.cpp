@@ -1,8 +1,9 @@
-// `ballast chat`: interactive terminal chat with the model's own chat template.
+// `ballast chat`: interactive terminal chat with the model's own chat template (or, for
+// GPT-2 / DialoGPT without one, turns joined by eos).
 #include <iostream>
 
-#include "chat/chat_template.h"
 #include "cli/options.h"
+#include "server/prompt_builder.h"
 
 namespace ballast::cli {
 
@@ -22,22 +23,16 @@ int run_chat(ChatArgs& a) {
   auto rtr = runtime::load_runtime(a.rt);
   if (!rtr.ok()) return fail(rtr.status());
   auto& rt = *rtr.value();
-  const auto& s = rt.tok->settings();
-  if (!s.chat_template)
+  // The server's prompt builder: the model's template (content tokenized as text), or
+  // GPT-2 / DialoGPT's eos-joined turns when it has none.
+  server::PromptBuilder prompts(rt, false);
+  if (Status st = prompts.load_template(); !st.ok()) return fail(st);
+  if (!prompts.has_template() && !prompts.eos_turns())
     return fail(error(ErrorCode::kTemplateError, a.rt.model + ": the model has no chat template "
                                                  "(tokenizer_config.json chat_template / GGUF tokenizer.chat_template); "
                                                  "use `ballast generate` for plain completion"));
-  auto tmpl = chat::ChatTemplate::parse(*s.chat_template);
-  if (!tmpl.ok()) return fail(tmpl.status());
-  auto piece = [&](std::optional<int32_t> id, const std::optional<std::string>& tok) -> std::string {
-    if (tok) return *tok;
-    if (id) return rt.tok->id_to_token(*id).value_or("");
-    return "";
-  };
-  chat::RenderOptions ro;
-  ro.add_generation_prompt = true;
-  ro.bos_token = piece(s.bos_id, s.bos_token);
-  ro.eos_token = piece(s.eos_id, s.eos_token);
+  if (prompts.eos_turns())
+    std::cerr << "ballast chat: no chat template; turns are joined with the eos token (DialoGPT convention)\n";
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
   std::cerr << "ballast chat: type a message, empty line or Ctrl-D to quit\n";
@@ -46,12 +41,7 @@ int run_chat(ChatArgs& a) {
     std::cout << "> " << std::flush;
     if (!std::getline(std::cin, line) || line.empty()) break;
     messages.push_back({{"role", "user"}, {"content", line}});
-    auto rendered = tmpl.value().render(messages, ro);
-    if (!rendered.ok()) return fail(rendered.status());
-    const std::string& text = rendered.value().text;
-    // One BOS: when the template already wrote it, the tokenizer must not add another.
-    bool has_bos = !ro.bos_token.empty() && text.rfind(ro.bos_token, 0) == 0;
-    auto ids = rt.tok->encode(text, {!has_bos, true});
+    auto ids = prompts.encode_chat(messages, nlohmann::ordered_json(), nlohmann::ordered_json(), true);
     if (!ids.ok()) return fail(ids.status());
     engine::GenerationRequest req;
     runtime::set_input(rt.model(), req, ids.value());
