@@ -40,6 +40,10 @@ Result<backend::WeightId> CpuBackend::add_matrix(const backend::MatrixSource& m)
   } else {
     for (const auto& p : m.parts) mat.parts.push_back({p.dtype, p.rows, m.cols, p.data});
     mat.owned = std::const_pointer_cast<void>(m.keep);
+    // Default mode: one panel copy of all parts for the integer kernels (fused q|k|v
+    // and gate|up become one matmul).
+    if (!matmul_exact() && packed_supported() && !pack_weight(mat.parts, mat.packed, pool_.get()))
+      mat.packed = PackedWeight();
   }
   mats_.push_back(std::move(mat));
   return static_cast<backend::WeightId>(mats_.size() - 1);
@@ -81,6 +85,10 @@ Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t wan
 
 void CpuBackend::matmul(backend::WeightId w, const float* x, int64_t n, float* y) {
   const Matrix& m = mats_[w];
+  if (m.packed.data && !matmul_exact() && packed_supported()) {
+    packed_matmul(m.packed, x, n, y, m.rows, pool_.get());
+    return;
+  }
   if (m.parts.size() == 1) {
     cpu::matmul(m.parts[0], x, n, y, *pool_);
     return;
