@@ -66,8 +66,13 @@ void attend_chunk(const float* q_i, const float* k, const float* v, int64_t kv_s
 
 }  // namespace
 
+// attention_tiled.cpp: batches of queries as tiles (AVX-512); false where unsupported.
+bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v, int64_t kv_stride,
+                     float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks);
+
 void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
                int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
+  if (n_q >= 8 && attention_tiled(q, n_q, q_pos0, k, v, kv_stride, out, p, pool, blocks)) return;
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const int64_t longest = [&] {
     int64_t m = 0;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/mapped_file.h"
 #include "core/quant.h"
 
 namespace ballast::cpu {
@@ -42,8 +43,15 @@ Result<backend::WeightId> CpuBackend::add_matrix(const backend::MatrixSource& m)
     mat.owned = std::const_pointer_cast<void>(m.keep);
     // Default mode: one panel copy of all parts for the integer kernels (fused q|k|v
     // and gate|up become one matmul).
-    if (!matmul_exact() && packed_supported() && !pack_weight(mat.parts, mat.packed, pool_.get()))
-      mat.packed = PackedWeight();
+    if (!matmul_exact() && packed_supported()) {
+      if (!pack_weight(mat.parts, mat.packed, pool_.get())) {
+        mat.packed = PackedWeight();
+      } else {
+        // The panels replace the file's pages for matmuls; embedding lookups re-read
+        // single rows from the file when they need them.
+        for (const auto& p : mat.parts) release_mapped_pages(p.data, p.row_bytes() * static_cast<size_t>(p.rows));
+      }
+    }
   }
   mats_.push_back(std::move(mat));
   return static_cast<backend::WeightId>(mats_.size() - 1);
