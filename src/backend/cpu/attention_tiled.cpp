@@ -80,7 +80,8 @@ inline void qk_rows(const float* qr, int64_t d, const float* kt, float* s) {
 
 // O[r][c0 .. c0 + 16 NV) += sum_c P[r][c] * V_c[c0 ..], rows [0, RB), keys [0, nk).
 template <int RB, int NV>
-inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64_t c0, float* o, int64_t d) {
+inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64_t c0, float* o, int64_t d,
+                    int64_t ps = kKeys) {
   __m512 acc[RB][NV];
   for (int r = 0; r < RB; ++r)
     for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_loadu_ps(o + r * d + c0 + 16 * j);
@@ -89,7 +90,7 @@ inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64
     for (int j = 0; j < NV; ++j) v[j] = _mm512_loadu_ps(vrows[c] + c0 + 16 * j);
 #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
-      const __m512 pv = _mm512_set1_ps(p[r * kKeys + c]);
+      const __m512 pv = _mm512_set1_ps(p[r * ps + c]);
       for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(pv, v[j], acc[r][j]);
     }
   }
@@ -98,15 +99,36 @@ inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64
 }
 
 template <int RB>
-void pv_block(const float* p, const float* const* vrows, int64_t nk, float* o, int64_t d) {
+void pv_block(const float* p, const float* const* vrows, int64_t nk, float* o, int64_t d, int64_t ps = kKeys) {
   for (int64_t c0 = 0; c0 < d; c0 += 64) {
     switch (std::min<int64_t>(4, (d - c0) / 16)) {
-      case 4: pv_rows<RB, 4>(p, vrows, nk, c0, o, d); break;
-      case 3: pv_rows<RB, 3>(p, vrows, nk, c0, o, d); break;
-      case 2: pv_rows<RB, 2>(p, vrows, nk, c0, o, d); break;
-      default: pv_rows<RB, 1>(p, vrows, nk, c0, o, d); break;
+      case 4: pv_rows<RB, 4>(p, vrows, nk, c0, o, d, ps); break;
+      case 3: pv_rows<RB, 3>(p, vrows, nk, c0, o, d, ps); break;
+      case 2: pv_rows<RB, 2>(p, vrows, nk, c0, o, d, ps); break;
+      default: pv_rows<RB, 1>(p, vrows, nk, c0, o, d, ps); break;
     }
   }
+}
+
+// r[i] = sum of the lanes of a[i], i < 16.
+inline __m512 reduce16(__m512* a) {
+  __m512 b[8], c[4];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+    c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 f01 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+  const __m512 f23 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x88), _mm512_shuffle_f32x4(c[2], c[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(f01, f23, 0x88), _mm512_shuffle_f32x4(f01, f23, 0xDD));
+}
+
+// Dot of q (pre-scaled) with key row kr, d = 16 * nv.
+inline __m512 dot_lanes(const float* q, const float* kr, int64_t d) {
+  __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(kr));
+  for (int64_t c = 16; c < d; c += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(kr + c), acc);
+  return acc;
 }
 
 struct TileBuffers {
@@ -192,8 +214,74 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
   }
 }
 
+struct ChunkBuffers {
+  std::vector<float> q, s;
+  std::vector<const float*> krows, vrows;
+};
+
 }  // namespace
+
+// One query's heads [h0, h0 + group) (kv head g) over keys [lo, hi]: unnormalized
+// acc[j] (head_dim), max[j], sum[j], as attention.cpp's key-chunk jobs need them.
+bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+                         int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
+                         float* max_out, float* sum_out, float* const* acc_out) {
+  const int64_t d = p.head_dim, n = hi - lo + 1;
+  thread_local ChunkBuffers b;
+  b.q.resize(group * d);
+  b.s.resize(group * n);
+  b.krows.resize(n);
+  b.vrows.resize(n);
+  for (int64_t j = 0; j < group; ++j)
+    for (int64_t c = 0; c < d; ++c) b.q[j * d + c] = q_i[(h0 + j) * d + c] * p.scale;
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t row = cache_row_of(blocks, lo + t) * kv_stride + g * d;
+    b.krows[t] = k + row;
+    b.vrows[t] = v + row;
+  }
+  for (int64_t j = 0; j < group; ++j) {
+    const float* qj = b.q.data() + j * d;
+    float* s = b.s.data() + j * n;
+    int64_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+      __m512 a[16];
+      for (int u = 0; u < 16; ++u) a[u] = dot_lanes(qj, b.krows[t + u], d);
+      _mm512_storeu_ps(s + t, reduce16(a));
+    }
+    for (; t < n; ++t) s[t] = _mm512_reduce_add_ps(dot_lanes(qj, b.krows[t], d));
+    if (p.softcap > 0.f)
+      for (t = 0; t < n; ++t) s[t] = p.softcap * std::tanh(s[t] / p.softcap);
+    __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (t = 0; t + 16 <= n; t += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + t));
+    float m = _mm512_reduce_max_ps(mx);
+    for (; t < n; ++t) m = std::max(m, s[t]);
+    const __m512 vm = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (t = 0; t < n; t += 16) {
+      const __mmask16 mask = n - t >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - t)) - 1u);
+      const __m512 e = _mm512_maskz_mov_ps(mask, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + t), vm)));
+      _mm512_mask_storeu_ps(s + t, mask, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    max_out[j] = m;
+    sum_out[j] = _mm512_reduce_add_ps(sum);
+  }
+  // acc rows: heads of the group, zeroed, then P V with the heads as register rows.
+  thread_local std::vector<float> o;
+  o.assign(group * d, 0.f);
+  int64_t r = 0;
+  for (; r + 4 <= group; r += 4) pv_block<4>(b.s.data() + r * n, b.vrows.data(), n, o.data() + r * d, d, n);
+  for (; r + 2 <= group; r += 2) pv_block<2>(b.s.data() + r * n, b.vrows.data(), n, o.data() + r * d, d, n);
+  for (; r < group; ++r) pv_block<1>(b.s.data() + r * n, b.vrows.data(), n, o.data() + r * d, d, n);
+  for (int64_t j = 0; j < group; ++j) std::copy(o.data() + j * d, o.data() + (j + 1) * d, acc_out[j]);
+  return true;
+}
+
 #pragma GCC pop_options
+
+bool attention_fast_decode_supported(const AttentionParams& p) {
+  return cpu_has_avx512() && p.head_dim % 16 == 0;
+}
 
 bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v, int64_t kv_stride,
                      float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
