@@ -6,7 +6,8 @@
 #   bench/cpu_compare.sh LLAMA_BENCH_BINARY [MODEL] [ROUNDS]
 #
 # Env: THREADS (2), PP ("128,512,2048"), TG (64), DEPTH (2048), BALLAST (build/bin/ballast),
-#      BALLAST_ARGS (extra flags for ours, e.g. --exact), OUT (bench/results/cpu_compare_<date>.jsonl).
+#      BALLAST_ARGS (extra flags for ours, e.g. --exact), OUT (bench/results/cpu_compare_<date>.jsonl),
+#      REPS (repetitions inside each run, 3), FIRST_ROUND (1; > 1 appends rounds to an existing OUT).
 # llama-bench builds without -d (before mid-2025) get "tg @ depth" from -pg DEPTH,TG:
 # t(tg) = t(pp DEPTH + tg) - t(pp DEPTH), both from the same llama-bench run.
 set -euo pipefail
@@ -19,19 +20,21 @@ TG=${TG:-64}
 DEPTH=${DEPTH:-2048}
 BALLAST=${BALLAST:-build/bin/ballast}
 OUT=${OUT:-bench/results/cpu_compare_$(date +%Y-%m-%d).jsonl}
+REPS=${REPS:-3}
+FIRST_ROUND=${FIRST_ROUND:-1}
 mkdir -p "$(dirname "$OUT")"
-: > "$OUT"
+[ "$FIRST_ROUND" -gt 1 ] || : > "$OUT"
 has_depth=0
 "$LLAMA" --help 2>&1 | grep -q -- "-d, --n-depth" && has_depth=1
 
-for r in $(seq 1 "$ROUNDS"); do
+for r in $(seq "$FIRST_ROUND" "$ROUNDS"); do
   echo "round $r/$ROUNDS: ballast" >&2
-  "$BALLAST" bench --model "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r 3 --json ${BALLAST_ARGS:-} |
+  "$BALLAST" bench --model "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" --json ${BALLAST_ARGS:-} |
     python3 -c '
 import json, sys
 for l in sys.stdin:
     j = json.loads(l); print(json.dumps({"engine": "ballast", "round": int(sys.argv[1]), "test": j["test"], "tps": j["avg_tok_s"], "rss_mib": j["peak_rss_mib"]}))' "$r" >> "$OUT"
-  "$BALLAST" bench --model "$MODEL" -t "$THREADS" -p 0 -n "$TG" -d "$DEPTH" -r 3 --json ${BALLAST_ARGS:-} |
+  "$BALLAST" bench --model "$MODEL" -t "$THREADS" -p 0 -n "$TG" -d "$DEPTH" -r "$REPS" --json ${BALLAST_ARGS:-} |
     python3 -c '
 import json, sys
 for l in sys.stdin:
@@ -42,7 +45,7 @@ for l in sys.stdin:
   else
     extra=(-pg "$DEPTH,$TG")
   fi
-  "$LLAMA" -m "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r 3 -o jsonl "${extra[@]}" 2>/dev/null |
+  "$LLAMA" -m "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o jsonl "${extra[@]}" 2>/dev/null |
     python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]

@@ -316,6 +316,9 @@ template <PanelKind K, int NT>
 void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float* dx, const float* sx,
                 const int32_t* s16, float* y, int64_t ldy, __mmask16 store_mask) {
   const int64_t nbx = cols / 32;
+  // Wide tiles (8 tokens) have enough independent chains: one int accumulator per token
+  // and the min terms folded into accf keep every accumulator in registers.
+  constexpr bool kWide = NT > 4;
   __m512 accf[NT], accm[NT];
   for (int t = 0; t < NT; ++t) accf[t] = accm[t] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -335,7 +338,8 @@ void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float
           for (int t = 0; t < NT; ++t) {
             const int8_t* xq = q + t * cols + 32 * b;
             al[t] = _mm512_dpbusd_epi32(al[t], lo, bcast4(xq + 4 * g));
-            ah[t] = _mm512_dpbusd_epi32(ah[t], hi, bcast4(xq + 16 + 4 * g));
+            if constexpr (kWide) al[t] = _mm512_dpbusd_epi32(al[t], hi, bcast4(xq + 16 + 4 * g));
+            else ah[t] = _mm512_dpbusd_epi32(ah[t], hi, bcast4(xq + 16 + 4 * g));
           }
         }
       } else {
@@ -346,7 +350,8 @@ void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float
           for (int t = 0; t < NT; ++t) {
             const int8_t* xq = q + t * cols + 32 * b;
             al[t] = _mm512_dpbusd_epi32(al[t], v0, bcast4(xq + 4 * g));
-            ah[t] = _mm512_dpbusd_epi32(ah[t], v1, bcast4(xq + 16 + 4 * g));
+            if constexpr (kWide) al[t] = _mm512_dpbusd_epi32(al[t], v1, bcast4(xq + 16 + 4 * g));
+            else ah[t] = _mm512_dpbusd_epi32(ah[t], v1, bcast4(xq + 16 + 4 * g));
           }
         }
       }
@@ -354,8 +359,13 @@ void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
         const __m512 sc = _mm512_mul_ps(dv, _mm512_set1_ps(dx[t * nbx + b]));
-        accf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(al[t], ah[t])), sc, accf[t]);
-        accm[t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(sx[t * nbx + b]), accm[t]);
+        if constexpr (kWide) {
+          accf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(al[t]), sc, accf[t]);
+          accf[t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(sx[t * nbx + b]), accf[t]);
+        } else {
+          accf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(al[t], ah[t])), sc, accf[t]);
+          accm[t] = _mm512_fmadd_ps(mv, _mm512_set1_ps(sx[t * nbx + b]), accm[t]);
+        }
       }
     }
   } else if constexpr (K == PanelKind::kK4) {
@@ -384,8 +394,9 @@ void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float
         for (int t = 0; t < NT; ++t) {
           accf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(al[t]), _mm512_mul_ps(sl, _mm512_set1_ps(dx[t * nbx + jb])), accf[t]);
           accf[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ah[t]), _mm512_mul_ps(sh, _mm512_set1_ps(dx[t * nbx + jb + 1])), accf[t]);
-          accm[t] = _mm512_fnmadd_ps(ml, _mm512_set1_ps(sx[t * nbx + jb]), accm[t]);
-          accm[t] = _mm512_fnmadd_ps(mh, _mm512_set1_ps(sx[t * nbx + jb + 1]), accm[t]);
+          __m512& am = kWide ? accf[t] : accm[t];
+          am = _mm512_fnmadd_ps(ml, _mm512_set1_ps(sx[t * nbx + jb]), am);
+          am = _mm512_fnmadd_ps(mh, _mm512_set1_ps(sx[t * nbx + jb + 1]), am);
         }
       }
     }
@@ -419,7 +430,10 @@ void panel_tile(const uint8_t* panel, int64_t cols, const int8_t* q, const float
     }
   }
 #pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, store_mask, _mm512_add_ps(accf[t], accm[t]));
+  for (int t = 0; t < NT; ++t) {
+    if constexpr (kWide) _mm512_mask_storeu_ps(y + t * ldy, store_mask, accf[t]);
+    else _mm512_mask_storeu_ps(y + t * ldy, store_mask, _mm512_add_ps(accf[t], accm[t]));
+  }
 }
 
 // Panels [p0, p1) x tokens [t0, t1).
@@ -437,7 +451,9 @@ void panels_run(const PackedWeight& w, const Act& a, int64_t t0, int64_t t1, flo
       const float *dx = a.d.data() + t * nbx, *sx = a.s.data() + t * nbx;
       const int32_t* s16 = a.sum16.data() + t * n16;
       float* yt = y + t * ldy + r0;
-      switch (std::min<int64_t>(4, t1 - t)) {
+      switch (std::min<int64_t>(8, t1 - t)) {
+        case 8: panel_tile<K, 8>(panel, cols, q, dx, sx, s16, yt, ldy, mask); t += 8; break;
+        case 7: case 6: case 5:
         case 4: panel_tile<K, 4>(panel, cols, q, dx, sx, s16, yt, ldy, mask); t += 4; break;
         case 3: panel_tile<K, 3>(panel, cols, q, dx, sx, s16, yt, ldy, mask); t += 3; break;
         case 2: panel_tile<K, 2>(panel, cols, q, dx, sx, s16, yt, ldy, mask); t += 2; break;
