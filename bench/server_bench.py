@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Server benchmark: requests/s for 1-token completions and streamed tokens/s at 1, 8 and 32
-concurrent clients, against a running `ballast serve` (--url) or one started here (--model).
+"""Server benchmark: requests/s for 1-token completions, streamed tokens/s and time to first
+streamed token at 1, 8 and 32 concurrent clients (--clients), against a running
+OpenAI-compatible server (--url: `ballast serve`, llama-server) or a `ballast serve` started
+here (--model).
 
   .venv/bin/python bench/server_bench.py --model ~/.cache/ballast/models/SmolLM2-135M-Instruct.Q4_1.gguf
 """
@@ -75,24 +77,32 @@ def bench(url, headers, clients, duration, stream_tokens):
         r.raise_for_status()
         return 1
 
+    ttfts = []
+
     def streamed(c):
         n = 0
+        t0 = time.time()
         with c.stream("POST", url + "/v1/completions", headers=headers,
                       json={"prompt": "Once upon a time", "max_tokens": stream_tokens, "temperature": 0.8,
                             "ignore_eos": True, "stream": True}) as r:
             r.raise_for_status()
             for line in r.iter_lines():
                 if line.startswith("data: {"):
+                    if n == 0:
+                        ttfts.append(time.time() - t0)
                     n += 1 if json.loads(line[6:])["choices"][0]["text"] is not None else 0
         return n
 
     rows = []
     for k in clients:
         reqs, t = run_clients(k, duration, one_token)
+        ttfts.clear()
         toks, t2 = run_clients(k, duration, streamed)
-        rows.append({"clients": k, "one_token_req_per_s": reqs / t, "stream_tok_per_s": toks / t2})
-        print(f"clients={k:3d}  1-token completions: {reqs / t:7.1f} req/s   streamed: {toks / t2:7.1f} tok/s",
-              flush=True)
+        ttft = sorted(ttfts)[len(ttfts) // 2] * 1e3 if ttfts else float("nan")
+        rows.append({"clients": k, "one_token_req_per_s": reqs / t, "stream_tok_per_s": toks / t2,
+                     "ttft_ms_median": ttft})
+        print(f"clients={k:3d}  1-token completions: {reqs / t:7.1f} req/s   streamed: {toks / t2:7.1f} tok/s"
+              f"   TTFT median {ttft:6.1f} ms", flush=True)
     return rows
 
 

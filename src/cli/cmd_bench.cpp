@@ -6,7 +6,11 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <random>
+#include <vector>
 
 #include "cli/options.h"
 
@@ -18,6 +22,7 @@ struct BenchArgs {
   runtime::RuntimeOptions rt;
   std::string log_format = "human";
   int64_t p = 512, n = 128;
+  std::vector<int64_t> ps, ns, depths;  // -p/-n/-d lists (llama-bench style); p/n: their first values
   int reps = 2;
   bool json = false;
   int64_t concurrency = 0;       // > 0: engine throughput with this many requests
@@ -84,7 +89,15 @@ int run_engine_bench(BenchArgs& a, runtime::Runtime& rt, RandId& rand_id) {
 
 int run_bench(BenchArgs& a) {
   if (!apply_log_format(a.log_format)) return 2;
-  if (a.p < 0 || a.n < 0 || a.reps < 1) return fail(error(ErrorCode::kInvalidArgument, "-p, -n must be >= 0 and -r >= 1"));
+  if (a.ps.empty()) a.ps = {512};
+  if (a.ns.empty()) a.ns = {128};
+  if (a.depths.empty()) a.depths = {0};
+  a.p = a.ps[0];
+  a.n = a.ns[0];
+  for (auto* v : {&a.ps, &a.ns, &a.depths})
+    for (int64_t x : *v)
+      if (x < 0) return fail(error(ErrorCode::kInvalidArgument, "-p, -n, -d must be >= 0"));
+  if (a.reps < 1) return fail(error(ErrorCode::kInvalidArgument, "-r must be >= 1"));
   a.rt.quiet = true;
   auto rtr = runtime::load_runtime(a.rt);
   if (!rtr.ok()) return fail(rtr.status());
@@ -98,7 +111,12 @@ int run_bench(BenchArgs& a) {
   if (a.concurrency > 0) return run_engine_bench(a, rt, rand_id);
   // One sequence driven step by step through the model, as the engine would (greedy rows:
   // ids are chosen where the logits are).
-  const int64_t want = engine::BlockManager::blocks_for(a.p + a.n + 1) + 1;
+  int64_t longest = 0;
+  for (int64_t d : a.depths)
+    for (int64_t x : a.ps) longest = std::max(longest, d + x);
+  for (int64_t d : a.depths)
+    for (int64_t x : a.ns) longest = std::max(longest, d + x);
+  const int64_t want = engine::BlockManager::blocks_for(longest + 1) + 1;
   auto pool_blocks = m.backend().init_kv(m.kv_layout(), want);
   if (!pool_blocks.ok()) return fail(pool_blocks.status());
   engine::BlockManager blocks(std::min(pool_blocks.value(), want));
@@ -123,41 +141,81 @@ int run_bench(BenchArgs& a) {
     BALLAST_RETURN_IF_ERROR(m.step(plan, req, {}, res));
     return res.rows[0].status;
   };
-  double pp_best = 0, tg_best = 0;
-  for (int r = 0; r < a.reps + 1; ++r) {  // first round warms up
-    blocks.release(0);
-    if (a.p > 0) {
-      std::vector<int32_t> toks;
-      for (int64_t i = 0; i < a.p; ++i) toks.push_back(rand_id());
-      double t0 = now_s();
-      Status st = fwd(toks, 0);
-      if (!st.ok()) return fail(st);
-      double tps = a.p / (now_s() - t0);
-      if (r > 0) pp_best = std::max(pp_best, tps);
-    }
-    if (a.n > 0) {
-      double t0 = now_s();
-      for (int64_t i = 0; i < a.n; ++i) {
-        Status st = fwd({rand_id()}, a.p + i);
+  // Tests in llama-bench's order: every pp, then every tg, each at every depth; a test
+  // at depth d first fills the cache with d tokens (not timed).
+  struct Test {
+    bool pp;
+    int64_t tokens, depth;
+    std::vector<double> tps;
+  };
+  std::vector<Test> tests;
+  for (int64_t d : a.depths) {
+    for (int64_t p : a.ps)
+      if (p > 0) tests.push_back({true, p, d, {}});
+    for (int64_t n : a.ns)
+      if (n > 0) tests.push_back({false, n, d, {}});
+  }
+  auto random_tokens = [&](int64_t k) {
+    std::vector<int32_t> toks;
+    for (int64_t i = 0; i < k; ++i) toks.push_back(rand_id());
+    return toks;
+  };
+  for (auto& t : tests) {
+    for (int r = 0; r < a.reps + 1; ++r) {  // first round warms up
+      blocks.release(0);
+      if (t.depth > 0) {
+        Status st = fwd(random_tokens(t.depth), 0);
         if (!st.ok()) return fail(st);
       }
-      double tps = a.n / (now_s() - t0);
-      if (r > 0) tg_best = std::max(tg_best, tps);
+      double t0 = now_s();
+      if (t.pp) {
+        Status st = fwd(random_tokens(t.tokens), t.depth);
+        if (!st.ok()) return fail(st);
+      } else {
+        for (int64_t i = 0; i < t.tokens; ++i) {
+          Status st = fwd({rand_id()}, t.depth + i);
+          if (!st.ok()) return fail(st);
+        }
+      }
+      if (r > 0) t.tps.push_back(t.tokens / (now_s() - t0));
     }
   }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double rss_mib = ru.ru_maxrss / 1024.0;
   const auto& c = m.config();
+  auto name = [](const Test& t) {
+    std::string s = (t.pp ? "pp" : "tg") + std::to_string(t.tokens);
+    if (t.depth > 0) s += " @ d" + std::to_string(t.depth);
+    return s;
+  };
+  auto stats = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    double mean = 0, var = 0;
+    for (double x : v) mean += x;
+    mean /= v.size();
+    for (double x : v) var += (x - mean) * (x - mean);
+    return std::array<double, 4>{mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0, v[v.size() / 2], v.back()};
+  };
+  const std::string mode = a.rt.exact ? "exact" : "default";
   if (a.json) {
-    nlohmann::json j{{"model", a.rt.model}, {"arch", c.source_arch}, {"threads", rt.pool->size()},
-                     {"pp", a.p}, {"pp_tok_s", pp_best}, {"tg", a.n}, {"tg_tok_s", tg_best}, {"peak_rss_mib", rss_mib}};
-    std::cout << j.dump() << "\n";
+    for (const auto& t : tests) {
+      auto st = stats(t.tps);
+      nlohmann::json j{{"model", a.rt.model}, {"arch", c.source_arch}, {"threads", rt.pool->size()}, {"mode", mode},
+                       {"test", name(t)}, {t.pp ? "pp" : "tg", t.tokens}, {"depth", t.depth},
+                       {"avg_tok_s", st[0]}, {"stddev_tok_s", st[1]}, {"median_tok_s", st[2]}, {"best_tok_s", st[3]},
+                       {t.pp ? "pp_tok_s" : "tg_tok_s", st[3]}, {"peak_rss_mib", rss_mib}};
+      std::cout << j.dump() << "\n";
+    }
     return 0;
   }
-  std::printf("| model | arch | threads | test | t/s |\n|---|---|---|---|---|\n");
-  if (a.p > 0) std::printf("| %s | %s | %d | pp%lld | %.2f |\n", a.rt.model.c_str(), c.source_arch.c_str(), rt.pool->size(), (long long)a.p, pp_best);
-  if (a.n > 0) std::printf("| %s | %s | %d | tg%lld | %.2f |\n", a.rt.model.c_str(), c.source_arch.c_str(), rt.pool->size(), (long long)a.n, tg_best);
+  // llama-bench's columns (t/s = mean ± sd over the repetitions) plus best.
+  std::printf("| model | mode | threads | test | t/s | best t/s |\n|---|---|---|---|---|---|\n");
+  for (const auto& t : tests) {
+    auto st = stats(t.tps);
+    std::printf("| %s | %s | %d | %s | %.2f ± %.2f | %.2f |\n", a.rt.model.c_str(), mode.c_str(), rt.pool->size(),
+                name(t).c_str(), st[0], st[1], st[3]);
+  }
   std::printf("peak RSS: %.1f MiB\n", rss_mib);
   return 0;
 }
@@ -168,8 +226,9 @@ void add_bench(CLI::App& app, Options& o) {
   auto* a = new BenchArgs();
   auto* c = app.add_subcommand("bench", "prompt-processing / generation tokens per second and peak RSS");
   add_runtime_options(c, o, a->rt, a->log_format);
-  c->add_option("-p,--n-prompt", a->p, "prompt tokens processed as one batch");
-  c->add_option("-n,--n-gen", a->n, "tokens generated one at a time");
+  c->add_option("-p,--n-prompt", a->ps, "prompt tokens processed as one batch (comma list, default 512)")->delimiter(',');
+  c->add_option("-n,--n-gen", a->ns, "tokens generated one at a time (comma list, default 128)")->delimiter(',');
+  c->add_option("-d,--n-depth", a->depths, "run each test after this many tokens already in the context (comma list, default 0)")->delimiter(',');
   c->add_option("-r,--repetitions", a->reps, "timed repetitions (best is reported), after one warm-up");
   c->add_flag("--json", a->json, "one JSON object");
   c->add_option("-c,--concurrency", a->concurrency, "run this many requests (-p prompt, -n generated tokens) through the engine");

@@ -98,7 +98,7 @@ void add_runtime_options(CLI::App* app, Options& o, runtime::RuntimeOptions& ro,
   o.add(app, "--threads,-t", ro.threads, "CPU threads (0: physical cores)");
   o.add_flag(app, "--strict-vocab", ro.strict_vocab, "refuse to load when a tokenizer id cannot be embedded or a special id is invalid");
   o.add_flag(app, "--resize-embeddings", ro.resize_embeddings, "grow embedding/LM head to cover every tokenizer id (new rows = mean row)");
-  o.add_flag(app, "--fast-matmul", ro.fast_matmul, "CPU: quantize activations to 8 bits for integer dot products in decode (llama.cpp's scheme: faster, logprobs drift ~0.1 from transformers)");
+  o.add_flag(app, "--exact", ro.exact, "CPU: dequantize weights and multiply in fp32 (matches transformers to ~1e-4; slower than the default 8-bit-activation integer kernels)");
   o.add_flag(app, "--check-numerics", ro.check_numerics, "check every layer's output for NaN/Inf and name the first");
   o.add(app, "--device", ro.device, "cpu or cuda (CUDA needs a build with nvcc and a GPU)");
   o.add_flag(app, "--debug-sync", ro.debug_sync, "CUDA: synchronize and check after every kernel, naming a failing one");

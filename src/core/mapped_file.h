@@ -9,6 +9,12 @@
 
 namespace ballast {
 
+// Drops this process's resident pages of [p, p + n) when the range lies inside a live
+// MappedFile (read-only file pages: later reads fault them back in from the page
+// cache); does nothing otherwise. For data the process has copied elsewhere (the CPU
+// backend's repacked weights), so it is not counted twice in the resident set.
+void release_mapped_pages(const void* p, size_t n);
+
 class MappedFile {
  public:
   static Result<std::shared_ptr<MappedFile>> open(const std::string& path);

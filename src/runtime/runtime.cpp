@@ -45,6 +45,10 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts) {
     rt->lm.model->set_backend(std::move(be));
     return Status();
   };
+  // Default: 8-bit activations and integer dot products / GEMM tiles against the
+  // quantized weights (llama.cpp's scheme). --exact: dequantized weights and fp32
+  // matmuls (matches transformers to ~1e-4).
+  cpu::set_matmul_exact(opts.exact);  // before binding: the CPU backend repacks weights for it
   if (random) {
     BALLAST_ASSIGN_OR_RETURN(preset, model::random_preset(opts.model));
     BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_random(preset));
@@ -52,10 +56,6 @@ Result<std::unique_ptr<Runtime>> load_runtime(const RuntimeOptions& opts) {
     BALLAST_ASSIGN_OR_RETURN(rt->lm, model::load_model(opts.model));
   }
   BALLAST_RETURN_IF_ERROR(bind());
-  // Default: dequantize weights and multiply in fp32 (matches transformers to ~1e-4).
-  // --fast-matmul: 8-bit activations and integer dot products for decode (llama.cpp's
-  // scheme; ~1.5x faster decode, logprobs drift by ~0.1).
-  cpu::set_matmul_gemm_min_tokens(opts.fast_matmul ? 0 : 1);
   BALLAST_ASSIGN_OR_RETURN(rt->tok, load_tokenizer_for(rt->lm, opts.tokenizer));
   auto& m = *rt->lm.model;
   if (opts.resize_embeddings && rt->tok->size() > m.embedding_rows()) {

@@ -21,7 +21,7 @@ struct RuntimeOptions {
   bool strict_vocab = false;
   bool resize_embeddings = false;
   bool check_numerics = false;
-  bool fast_matmul = false;     // 8-bit activations in decode matmuls (faster, less exact)
+  bool exact = false;           // CPU: dequantized weights and fp32 matmuls (slower; matches transformers)
   bool quiet = false;           // no audit summary in the log
   std::string device = "cpu";   // "cpu" | "cuda"
   bool debug_sync = false;      // CUDA: synchronize and check after every kernel

@@ -1,10 +1,12 @@
 // GPU suite (run by tools/test_gpu.sh on a GPU machine; CI only compiles it):
 // kernels against CPU references with a per-dtype tolerance, each model on the CUDA
 // backend against the same model on the CPU backend (tiny fixture + random smollm2-135m with identical bf16
-// weights), greedy + non-finite flags, out-of-range ids rejected with the context alive.
+// weights; the T5 fixtures through encode and decoder steps), greedy + non-finite flags, out-of-range ids
+// rejected with the context alive.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 #include <cstdio>
@@ -141,13 +143,41 @@ struct TestBatch {
 struct Runner {
   model::Model& m;
   engine::BlockManager blocks;
+  // Encoder-decoders: decoder sequence -> the length of its encoded input (its encoder K/V
+  // live in sequence enc_seq(s) of the block manager, as the engine keeps them).
+  std::map<int32_t, int32_t> enc_len;
+  static int32_t enc_seq(int32_t s) { return 1000000 + s; }
   explicit Runner(model::Model& model) : m(model) {
     auto n = m.backend().init_kv(m.kv_layout(), 1024);
     CHECK(n.ok(), "init_kv: %s", n.ok() ? "" : n.status().message().c_str());
     blocks = engine::BlockManager(n.ok() ? n.value() : 0);
   }
-  // Raw logits (return_logits) and/or greedy rows (greedy=true: temperature 0 through the chain).
-  Status run(const TestBatch& b, bool greedy, const std::vector<uint8_t>* valid, backend::StepResult& out) {
+  // Encoder-decoders: one encode step over every input (decoder sequence s encodes
+  // inputs[s]), as Engine::encode issues it: whole inputs from position 0, no logits.
+  Status encode(const std::vector<std::vector<int32_t>>& inputs) {
+    backend::StepPlan plan;
+    plan.encode = true;
+    std::vector<int32_t> seqs;
+    for (size_t s = 0; s < inputs.size(); ++s) {
+      const int32_t row = static_cast<int32_t>(seqs.size()), es = enc_seq(static_cast<int32_t>(s));
+      seqs.push_back(es);
+      Status st = blocks.reserve(es, static_cast<int64_t>(inputs[s].size()));
+      if (!st.ok()) return st;
+      for (size_t i = 0; i < inputs[s].size(); ++i) {
+        plan.tokens.push_back(inputs[s][i]);
+        plan.positions.push_back(static_cast<int32_t>(i));
+        plan.seq_row.push_back(row);
+      }
+      enc_len[static_cast<int32_t>(s)] = static_cast<int32_t>(inputs[s].size());
+    }
+    blocks.fill_tables(seqs, plan);
+    backend::StepResult out;
+    return m.step(plan, backend::LogitsRequest{}, {}, out);
+  }
+  // Raw logits (return_logits) and/or greedy rows (greedy=true: temperature 0 through the chain;
+  // logits_too: the raw logits as well).
+  Status run(const TestBatch& b, bool greedy, const std::vector<uint8_t>* valid, backend::StepResult& out,
+             bool logits_too = false) {
     backend::StepPlan plan;
     std::vector<int32_t> seqs;
     std::map<int32_t, int32_t> row_of;
@@ -162,9 +192,22 @@ struct Runner {
       if (b.want[i]) plan.logit_rows.push_back(static_cast<int32_t>(i));
     }
     blocks.fill_tables(seqs, plan);
+    if (!enc_len.empty()) {  // decoder step: cross tables over each sequence's encoder blocks
+      std::vector<int32_t> es;
+      for (int32_t s : seqs) {
+        auto it = enc_len.find(s);
+        if (it == enc_len.end()) return error(ErrorCode::kInternal, "test: decoder sequence without an encoded input");
+        es.push_back(enc_seq(s));
+        plan.cross_len.push_back(it->second);
+      }
+      backend::StepPlan cross;
+      blocks.fill_tables(es, cross);
+      plan.cross_tables = std::move(cross.block_tables);
+      plan.cross_max_blocks = cross.max_blocks;
+    }
     backend::LogitsRequest req;
     req.valid = valid;
-    req.return_logits = !greedy;
+    req.return_logits = !greedy || logits_too;
     static const engine::SamplingParams kGreedy = [] {
       engine::SamplingParams p;
       p.temperature = 0;
@@ -182,9 +225,16 @@ struct Runner {
 
 // Runs the same batches on the CPU model and the CUDA model; compares every logits row.
 // tol: worst row; tol_median: median row (bf16 activations compound in high-gain models).
+// enc: encoder-decoders: the inputs encoded first (decoder sequence s reads enc[s]).
 static void compare_models(model::Model& cpu, model::Model& gpu, const std::vector<TestBatch>& steps, double tol,
-                           const char* what, double tol_median = 0) {
+                           const char* what, double tol_median = 0,
+                           const std::vector<std::vector<int32_t>>* enc = nullptr) {
   Runner rc(cpu), rg(gpu);
+  if (enc) {
+    Status a = rc.encode(*enc), c = rg.encode(*enc);
+    CHECK(a.ok() && c.ok(), "%s encode step: cpu %s / gpu %s", what, a.message().c_str(), c.message().c_str());
+    if (!a.ok() || !c.ok()) return;
+  }
   for (size_t s = 0; s < steps.size(); ++s) {
     backend::StepResult oc, og;
     Status a = rc.run(steps[s], false, nullptr, oc), c = rg.run(steps[s], false, nullptr, og);
@@ -263,6 +313,81 @@ static void test_fixture(const char* name) {
   for (int i = 58; i < 80; ++i) e.add(rng() % vocab, i, 0, true);  // beside a short-factor decode
   e.add(8, 7, 1, true);
   compare_models(cpu, *p.gpu.model, {a, d, c, e}, 0.15, (std::string("fixture ") + name).c_str(), 0.03);
+}
+
+// Encoder-decoder fixtures (T5) on the CPU and the GPU: an encode step over two inputs
+// (37 tokens: whole-span attention with the relative bias past its max distance; 5
+// tokens), then decoder steps reading the encoder K/V through cross tables: a short
+// decoder prompt beside a start token, two decode steps of one shape (CUDA graph capture,
+// then replay with new tables), a 20-token chunk beside a decode. Then the fixture's
+// first reference case, fed the reference ids (teacher forcing): every step's logits vs
+// the CPU, and the GPU's greedy id vs the CPU's and the reference's where their top-2
+// margin is clear of bf16 noise.
+static void test_fixture_encdec(const char* name) {
+  const std::string dir = std::string(BALLAST_SOURCE_DIR) + "/tests/fixtures/" + name;
+  auto p = load_pair(dir);
+  if (!p.ok) return;
+  auto& cpu = *p.cpu.model;
+  auto& gpu = *p.gpu.model;
+  std::mt19937 rng(1);
+  const int vocab = static_cast<int>(std::min<int64_t>(1000, cpu.embedding_rows()));
+  std::vector<std::vector<int32_t>> enc(2);
+  for (int i = 0; i < 37; ++i) enc[0].push_back(static_cast<int32_t>(rng() % vocab));
+  for (int i = 0; i < 5; ++i) enc[1].push_back(static_cast<int32_t>(rng() % vocab));
+  const int32_t start = static_cast<int32_t>(cpu.decoder_start());
+  TestBatch a;  // a 3-token decoder prompt of sequence 0 beside sequence 1's start token
+  a.add(start, 0, 0, true);
+  a.add(static_cast<int32_t>(rng() % vocab), 1, 0, true);
+  a.add(static_cast<int32_t>(rng() % vocab), 2, 0, true);
+  a.add(start, 0, 1, true);
+  TestBatch d;  // decode both (captured as a graph)
+  d.add(5, 3, 0, true);
+  d.add(6, 1, 1, true);
+  TestBatch d2;  // the same shape (replayed)
+  d2.add(7, 4, 0, true);
+  d2.add(8, 2, 1, true);
+  TestBatch c;  // a 20-token chunk of sequence 0 (past the bias's max distance) beside a decode
+  for (int i = 5; i < 25; ++i) c.add(static_cast<int32_t>(rng() % vocab), i, 0, true);
+  c.add(9, 3, 1, true);
+  compare_models(cpu, gpu, {a, d, d2, c}, 0.15, (std::string("fixture ") + name).c_str(), 0.03, &enc);
+
+  std::ifstream f(dir + "/expected.json");
+  const auto ref = nlohmann::json::parse(f)["cases"][0];
+  const auto prompt = ref["prompt_ids"].get<std::vector<int32_t>>();
+  const auto ids = ref["ids"].get<std::vector<int32_t>>();
+  Runner rc(cpu), rg(gpu);
+  Status sa = rc.encode({prompt}), sb = rg.encode({prompt});
+  CHECK(sa.ok() && sb.ok(), "%s reference case: encode: cpu %s / gpu %s", name, sa.message().c_str(),
+        sb.message().c_str());
+  if (!sa.ok() || !sb.ok()) return;
+  const size_t V = static_cast<size_t>(cpu.head_rows());
+  std::vector<uint8_t> valid(V, 1);
+  double worst = 0;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    TestBatch b;
+    b.add(k == 0 ? start : ids[k - 1], static_cast<int32_t>(k), 0, true);
+    backend::StepResult oc, og;
+    sa = rc.run(b, true, &valid, oc, true);
+    sb = rg.run(b, true, &valid, og, true);
+    const bool ok = sa.ok() && sb.ok() && oc.rows.size() == 1 && og.rows.size() == 1 && oc.rows[0].status.ok() &&
+                    og.rows[0].status.ok() && og.logits.size() == V && oc.logits.size() == V;
+    CHECK(ok, "%s reference case step %zu: cpu %s / gpu %s", name, k, sa.message().c_str(), sb.message().c_str());
+    if (!ok) return;
+    const double e = rel_err(og.logits, oc.logits);
+    worst = std::max(worst, e);
+    CHECK(e < 0.15, "%s reference case step %zu: logits rel err %g vs the CPU", name, k, e);
+    // The CPU's top-2 margin (logits; the greedy id's logprob gap is the same).
+    std::vector<float> sorted(oc.logits);
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    const double margin = sorted[0] - sorted[1];
+    const int32_t gid = og.rows[0].sample.id, cid = oc.rows[0].sample.id;
+    if (margin > 0.25) CHECK(gid == cid, "%s reference case step %zu: gpu greedy %d, cpu %d (margin %.3f)", name, k, gid, cid, margin);
+    if (ref["steps"][k]["margin"].get<double>() > 0.25)
+      CHECK(gid == ids[k], "%s reference case step %zu: gpu greedy %d, reference %d", name, k, gid, ids[k]);
+    const double lp = og.rows[0].sample.logprob, lpc = oc.rows[0].sample.logprob;
+    if (gid == cid) CHECK(std::fabs(lp - lpc) < 0.25, "%s reference case step %zu: greedy logprob gpu %g cpu %g", name, k, lp, lpc);
+  }
+  std::printf("  %s reference case: %zu greedy steps, worst logits rel err %.3g\n", name, ids.size(), worst);
 }
 
 // Vocabulary safety on the GPU, at the model level (the audit's mask is what the runtime
@@ -413,6 +538,10 @@ int main(int argc, char** argv) {
   for (const char* f : {"llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2", "phi3"}) {
     std::printf("[fixture %s vs CPU]\n", f);
     test_fixture(f);
+  }
+  for (const char* f : {"t5", "t5_relu_tied"}) {
+    std::printf("[encoder-decoder fixture %s vs CPU]\n", f);
+    test_fixture_encdec(f);
   }
   if (!quick) {
     std::printf("[random smollm2-135m vs CPU]\n");

@@ -1,7 +1,8 @@
 // GPU op conformance: every case of the CPU op conformance suite
-// (tests/unit/ops_conformance_cases.h, ops_conformance_attention_cases.h: embed, norm,
-// linear over every weight dtype, linear_add, linear_glu, activation, add, attention over
-// the paged cache, logits) run on create_cuda_backend({}) and on the CPU backend, each
+// (tests/unit/ops_conformance_cases.h, ops_conformance_attention_cases.h,
+// ops_conformance_encdec_cases.h: embed, norm, linear over every weight dtype, linear_add,
+// linear_glu, activation, add, attention over the paged cache, encoder-decoder attention
+// and store_kv, logits) run on create_cuda_backend({}) and on the CPU backend, each
 // case on fresh backends. The CUDA outputs are compared with the float64 reference and
 // with the CPU backend's outputs at bf16 tolerances, and every expectation of a case
 // (error codes, messages) must hold on the GPU too. Linked into ballast_gpu_tests; main
@@ -16,6 +17,7 @@
 
 #include "../unit/ops_conformance_attention_cases.h"
 #include "../unit/ops_conformance_cases.h"
+#include "../unit/ops_conformance_encdec_cases.h"
 #include "backend/backend.h"
 #include "core/thread_pool.h"
 #include "gpu_check.h"
@@ -123,6 +125,9 @@ void run_ops_gpu_tests(bool quick) {
   for (auto& c : attention_cases())
     if (c.name.find("softcap") == std::string::npos) cases.push_back(std::move(c));
     else std::printf("  excluded on CUDA (attention soft-cap unsupported): %s\n", c.name.c_str());
+  // Encoder-decoder attention: non-causal encode steps with a relative-position bias,
+  // store_kv, decoder steps with cross tables (the {1, 2} decode steps replay a graph).
+  for (auto& c : encdec_cases()) cases.push_back(std::move(c));
   Worst vs_ref, vs_cpu;
   const int before = gpu_test::counts().fail;
   int n = 0;

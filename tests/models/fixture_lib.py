@@ -70,9 +70,12 @@ def assert_clean_error(r: Result, *needles: str):
     assert not missing, f"error line lacks {missing}: {r.error_lines[0]!r}"
 
 
-def generate(model: Path, prompt_ids: list[int], n: int, *extra: str) -> Result:
+def generate(model: Path, prompt_ids: list[int], n: int, *extra: str, exact: bool = True) -> Result:
+    """Conformance runs use --exact (dequantized weights, fp32 matmuls); exact=False runs
+    the default 8-bit-activation kernels."""
     return run("generate", "--model", model, "--prompt-ids", ",".join(map(str, prompt_ids)),
-               "--max-tokens", n, "--temperature", 0, "--top-logprobs", 10, "--ignore-eos", "--json", *extra)
+               "--max-tokens", n, "--temperature", 0, "--top-logprobs", 10, "--ignore-eos", "--json",
+               *(["--exact"] if exact else []), *extra)
 
 
 def compare_case(ref_case: dict, ours: dict, tol: float = LOGPROB_TOL, margin_tol: float = MARGIN_TOL) -> dict:

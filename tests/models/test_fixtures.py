@@ -30,7 +30,7 @@ def test_old_and_new_config_forms_agree():
     outs = []
     for name in ("llama", "llama_oldcfg"):
         r = run("generate", "--model", fixture(name), "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", 4,
-                "--temperature", 0, "--top-logprobs", 5, "--ignore-eos", "--json")
+                "--temperature", 0, "--top-logprobs", 5, "--ignore-eos", "--json", "--exact")
         assert r.rc == 0, repr(r)
         outs.append(r.json)
     assert outs[0]["ids"] == outs[1]["ids"]

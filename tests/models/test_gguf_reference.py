@@ -1,8 +1,8 @@
 """The real default GGUF models (SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M) against
 transformers loading the same .gguf in fp32 (tests/fixtures/gguf_reference.json, written by
 tools/gguf_reference.py). transformers dequantizes the weights exactly; so does ballast by
-default (fp32 matmuls), held to the fixtures' 1e-3. With --fast-matmul ballast quantizes
-activations to 8 bits inside its integer dot kernels, held to a looser tolerance. Skipped when the model file is not in ${BALLAST_MODEL_DIR:-~/.cache/ballast/models}."""
+with --exact (fp32 matmuls), held to the fixtures' 1e-3. By default ballast quantizes
+activations to 8 bits for its integer kernels (like llama.cpp), held to a looser tolerance. Skipped when the model file is not in ${BALLAST_MODEL_DIR:-~/.cache/ballast/models}."""
 import functools
 import hashlib
 import json
@@ -20,7 +20,7 @@ from fixture_lib import FIXTURES, compare_case, generate, make_fixtures  # noqa:
 # transformers moves its logprobs by 0.20-0.45 (docs/fixtures.md).
 EXACT_LOGPROB_TOL = 1e-3     # default path: any top-10 entry
 EXACT_MARGIN_TOL = 1e-3
-GGUF_LOGPROB_TOL = 0.6       # --fast-matmul: any top-10 entry
+GGUF_LOGPROB_TOL = 0.6       # default mode: any top-10 entry
 GGUF_MEAN_TOL = 0.15         # mean over a prompt's top-10 entries
 GGUF_MARGIN_TOL = 0.5        # greedy ids must agree where the reference's top-2 margin exceeds this
 
@@ -59,10 +59,10 @@ def test_gguf_matches_transformers_exact(fname, case):
 
 
 @pytest.mark.parametrize("fname,case", CASES, ids=[f"{f.split('.')[0]}-{i}" for f, i in CASES])
-def test_gguf_matches_transformers_fast_matmul(fname, case):
+def test_gguf_matches_transformers_default_mode(fname, case):
     m = next(m for m in REF["models"] if m["file"] == fname)
     ref = m["cases"][case]
-    r = generate(model_path(fname, m["sha256"]), ref["prompt_ids"], len(ref["ids"]), "--fast-matmul")
+    r = generate(model_path(fname, m["sha256"]), ref["prompt_ids"], len(ref["ids"]), exact=False)
     assert r.rc == 0, repr(r)
     measured = compare_case(ref, r.json, tol=math.inf, margin_tol=math.inf)  # numbers only
     print(f"\n{fname} case {case}: {json.dumps(measured)} ours={r.json['ids']} ref={ref['ids']}")

@@ -74,7 +74,7 @@ def test_gpt2_matches_numpy_reference(tmp_path):
     d = str(tmp_path)
     ids, lp = build(d)
     r = run("generate", "--model", d, "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", 1, "--temperature", 0,
-            "--top-logprobs", 5, "--ignore-eos", "--json")
+            "--top-logprobs", 5, "--ignore-eos", "--json", "--exact")
     assert r.rc == 0, r
     ours = r.json["top_logprobs"][0]
     ref = np.argsort(-lp)[:5]

@@ -39,9 +39,32 @@ inline int64_t cache_row(const int32_t* blocks, int64_t t) {
   return blocks ? static_cast<int64_t>(blocks[t >> 4]) * 16 + (t & 15) : t;
 }
 
+}  // namespace
+
+// attention_tiled.cpp: AVX-512 kernels (batches as tiles; one key chunk of one query).
+bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v, int64_t kv_stride,
+                     float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks);
+bool attention_fast_decode_supported(const AttentionParams& p);
+bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+                         int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
+                         float* max_out, float* sum_out, float* const* acc_out);
+
+namespace {
+
 void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* v, int64_t kv_stride,
                   const int32_t* blocks, int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi,
                   const AttentionParams& p, Partial* parts, std::vector<float>& scores) {
+  if (group <= 16 && !p.rel_bias && attention_fast_decode_supported(p)) {
+    float mx[16], sm[16];
+    float* acc[16];
+    for (int64_t j = 0; j < group; ++j) acc[j] = parts[j].acc;
+    attend_chunk_avx512(q_i, k, v, kv_stride, blocks, g, h0, group, lo, hi, p, mx, sm, acc);
+    for (int64_t j = 0; j < group; ++j) {
+      parts[j].max = mx[j];
+      parts[j].sum = sm[j];
+    }
+    return;
+  }
   const int64_t d = p.head_dim, n = hi - lo + 1;
   scores.resize(group * n);
   const float* kb = k + g * d;
@@ -78,6 +101,10 @@ void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* 
 
 void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
                int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
+  // The tiled kernels are causal and unbiased: encoder spans, cross-attention and relative
+  // biases take the generic path.
+  if (n_q >= 8 && p.kv_len < 0 && !p.rel_bias && attention_tiled(q, n_q, q_pos0, k, v, kv_stride, out, p, pool, blocks))
+    return;
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const int64_t longest = [&] {
     int64_t m = 0;

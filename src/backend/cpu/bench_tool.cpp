@@ -10,6 +10,7 @@
 
 #include "backend/cpu/dot_kernels.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/packed.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
 
@@ -57,8 +58,16 @@ void fill_random(DType t, uint8_t* data, size_t bytes, std::mt19937& rng) {
 
 // Per-call times (seconds) over at least min_seconds; the machine may be shared, so
 // callers report the best and the median.
+bool g_use_packed = false;
+
 std::vector<double> bench_one(const WeightView& w, const std::vector<float>& x, std::vector<float>& y,
                               int64_t n, ThreadPool& pool, double min_seconds) {
+  PackedWeight pw;
+  const bool packed = g_use_packed && packed_supported() && pack_weight({w}, pw, &pool);
+  auto matmul = [&](const WeightView& w, const float* x, int64_t n, float* y, ThreadPool& pool) {
+    if (packed) packed_matmul(pw, x, n, y, w.rows, &pool);
+    else cpu::matmul(w, x, n, y, pool);
+  };
   matmul(w, x.data(), n, y.data(), pool);  // warm-up
   std::vector<double> times;
   auto start = std::chrono::steady_clock::now();
@@ -86,6 +95,7 @@ bool parse_type(const std::string& s, DType* t) {
 
 // Options: --types Q4_1,Q8_0,...  --threads 1,2  --n TOKENS (default 1)  --seconds S
 //          --gemm-min N (tokens from which the sgemm path is used)  --avx2-only 1
+//          --packed 1 (AVX-512 VNNI panels, as the CPU backend uses by default)
 //          --shapes 576x1536,2048x2048,262144x640
 int cpu_bench_main(int argc, char** argv) {
   std::vector<DType> types = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1,
@@ -124,6 +134,8 @@ int cpu_bench_main(int argc, char** argv) {
       n_tok = std::stoll(v);
     } else if (k == "--gemm-min") {
       set_matmul_gemm_min_tokens(std::stoll(v));
+    } else if (k == "--packed") {
+      g_use_packed = v == "1";
     } else if (k == "--avx2-only") {
       set_dot_kernels_avx2_only(v == "1");
     } else if (k == "--seconds") {

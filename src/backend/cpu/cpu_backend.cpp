@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/mapped_file.h"
 #include "core/quant.h"
 
 namespace ballast::cpu {
@@ -40,6 +41,17 @@ Result<backend::WeightId> CpuBackend::add_matrix(const backend::MatrixSource& m)
   } else {
     for (const auto& p : m.parts) mat.parts.push_back({p.dtype, p.rows, m.cols, p.data});
     mat.owned = std::const_pointer_cast<void>(m.keep);
+    // Default mode: one panel copy of all parts for the integer kernels (fused q|k|v
+    // and gate|up become one matmul).
+    if (!matmul_exact() && packed_supported()) {
+      if (!pack_weight(mat.parts, mat.packed, pool_.get())) {
+        mat.packed = PackedWeight();
+      } else {
+        // The panels replace the file's pages for matmuls; embedding lookups re-read
+        // single rows from the file when they need them.
+        for (const auto& p : mat.parts) release_mapped_pages(p.data, p.row_bytes() * static_cast<size_t>(p.rows));
+      }
+    }
   }
   mats_.push_back(std::move(mat));
   return static_cast<backend::WeightId>(mats_.size() - 1);
@@ -84,6 +96,10 @@ Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t wan
 
 void CpuBackend::matmul(backend::WeightId w, const float* x, int64_t n, float* y) {
   const Matrix& m = mats_[w];
+  if (m.packed.data && !matmul_exact() && packed_supported()) {
+    packed_matmul(m.packed, x, n, y, m.rows, pool_.get());
+    return;
+  }
   if (m.parts.size() == 1) {
     cpu::matmul(m.parts[0], x, n, y, *pool_);
     return;

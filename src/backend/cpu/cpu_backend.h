@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/packed.h"
 #include "core/thread_pool.h"
 
 namespace ballast::cpu {
@@ -16,6 +17,7 @@ struct Matrix {
   std::vector<WeightView> parts;  // stacked by rows
   int64_t rows = 0, cols = 0;
   std::shared_ptr<void> owned;    // random weights
+  PackedWeight packed;            // all parts as panels (default mode, AVX-512 VNNI); empty otherwise
 };
 
 class CpuBackend : public backend::Backend {

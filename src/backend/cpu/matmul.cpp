@@ -98,10 +98,12 @@ void run_rows(ThreadPool* pool, int64_t rows, ForRows&& body, int64_t grain = 8)
 // for up to 4 tokens). Crossovers measured with bench-kernels --n on AVX2/VNNI:
 // quantized ~16-32 tokens, f16/bf16 ~3, f32 2. 0 = these defaults.
 std::atomic<int64_t> g_gemm_min_tokens{0};
+std::atomic<bool> g_exact{false};
 
 int64_t gemm_min_tokens(DType t) {
   const int64_t forced = g_gemm_min_tokens.load(std::memory_order_relaxed);
   if (forced > 0) return forced;
+  if (g_exact.load(std::memory_order_relaxed)) return 1;
   switch (t) {
     case DType::kF32: return 2;
     case DType::kF16: case DType::kBF16: return 3;
@@ -179,6 +181,9 @@ void matmul_impl(const WeightView& w, const float* x, int64_t n, float* y, Threa
 }
 
 }  // namespace
+
+void set_matmul_exact(bool exact) { g_exact.store(exact); }
+bool matmul_exact() { return g_exact.load(std::memory_order_relaxed); }
 
 void set_matmul_gemm_min_tokens(int64_t n) { g_gemm_min_tokens.store(n < 0 ? 0 : n); }
 

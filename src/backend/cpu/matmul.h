@@ -32,6 +32,13 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y, ThreadPool
 // Same, single-threaded (for callers already inside a parallel region).
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y);
 
+// Process-wide numerics mode. Exact: quantized weights are dequantized and multiplied
+// in fp32 at every batch size (matches transformers to ~1e-4). Default (false): 8-bit
+// activations and integer kernels (llama.cpp's scheme); the CPU backend then also
+// repacks weights into panels at load (backend/cpu/packed.h). Set before loading.
+void set_matmul_exact(bool exact);
+bool matmul_exact();
+
 // Tuning/benchmark knob: batches of n >= this many tokens use the dequantized-tile
 // sgemm path, smaller ones the per-row dot kernels. 0 restores the per-dtype
 // defaults (f32: 2, f16/bf16: 3, quantized: 24).

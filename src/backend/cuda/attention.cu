@@ -1,5 +1,6 @@
 // Attention over the paged KV cache (blocks of 16 positions, GQA). Two kernels:
-//  - attention_rows: one block per (token, head); any mix of decode and prefill rows;
+//  - attention_rows: one block per (token, head); any mix of decode and prefill rows; also
+//    the encoder-decoder cases (whole-span keys, cross tables, relative-position bias);
 //  - attention_prefill: tensor-core (wmma bf16) flash-style tiles of 64 query rows of
 //    one sequence, online softmax, K/V tiles of 64 keys streamed through shared memory.
 // Block-table entries are bounds-checked: a bad entry raises flags->bad_kv_slot and is
@@ -35,17 +36,30 @@ __global__ void k_attn_rows(AttnArgs a) {
   const int t = a.row_ids ? a.row_ids[blockIdx.x] : blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
   const int group = a.n_heads / a.n_kv, g = h / group;
   const int qd = a.n_heads * a.hd, kd = a.n_kv * a.hd;
-  const int n_ctx = a.pos[t] + 1;
-  const int start = a.window > 0 ? max(0, n_ctx - a.window) : 0;
-  const int len = n_ctx - start;
+  const int qpos = a.pos[t];
+  const int srow = a.seq_slot[t];
+  int start, len;
+  if (a.kv_len) {
+    // A whole span (encoder / cross-attention): keys [0, kv_len[row]). Clamped to the
+    // scores buffer and the table width, so no plan can make it read out of bounds.
+    start = 0;
+    len = max(0, min(a.kv_len[srow], min(a.max_ctx, a.max_blocks * kBlockTokens)));
+  } else {
+    const int n_ctx = qpos + 1;
+    start = a.window > 0 ? max(0, n_ctx - a.window) : 0;
+    len = n_ctx - start;
+  }
+  const int rel_w = 2 * a.rel_max + 1;
+  const float* rel = a.rel_bias ? a.rel_bias + static_cast<int64_t>(h) * rel_w + a.rel_max : nullptr;
   float* sc = sm;
   float* q = sm + a.max_ctx;
   float* acc = q + a.hd;
   float* red = acc + blockDim.x * 2;
-  const bf16* qrow = a.qkv + static_cast<int64_t>(t) * (qd + 2 * kd) + h * a.hd;
+  const int q_ld = a.q_ld > 0 ? a.q_ld : qd + 2 * kd;
+  const bf16* qrow = a.qkv + static_cast<int64_t>(t) * q_ld + h * a.hd;
   for (int d = tid; d < a.hd; d += blockDim.x) q[d] = __bfloat162float(qrow[d]) * a.scale;
   __syncthreads();
-  const int32_t* bt = a.block_table + static_cast<int64_t>(a.seq_slot[t]) * a.max_blocks;
+  const int32_t* bt = a.block_table + static_cast<int64_t>(srow) * a.max_blocks;
   float mx = -FLT_MAX;
   for (int i = tid; i < len; i += blockDim.x) {
     const int j = start + i;
@@ -69,6 +83,7 @@ __global__ void k_attn_rows(AttnArgs a) {
         for (int d = 0; d < a.hd; ++d) dot += q[d] * __bfloat162float(krow[d]);
       }
       s = dot;
+      if (rel) s += rel[min(max(j - qpos, -a.rel_max), a.rel_max)];  // after scaling, before softmax
     } else {
       atomicAdd(&a.flags->bad_kv_slot, 1);
     }

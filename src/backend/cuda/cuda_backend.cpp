@@ -309,8 +309,6 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
   out.rows.clear();
   out.logits.clear();
   if (d_.n_blocks == 0) return error(ErrorCode::kInternal, "CUDA backend: run() before init_kv()");
-  if (plan.encode || plan.cross_max_blocks > 0)
-    return error(ErrorCode::kUnsupported, "--device cuda: encoder-decoder models are not implemented on the GPU yet");
   const double t0 = g_timing.on ? now_us() : 0;
   StepIndex st;
   BALLAST_RETURN_IF_ERROR(build_index(plan, st));
@@ -323,7 +321,8 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
   // Host work only (no launch, no sync).
   const double t1 = g_timing.on ? now_us() : 0;
   const bool graphable = st.decode_only && use_graphs_ && !debug_sync() && !profiling() && st.n <= 256;
-  const DryKey dkey{opts.forward_id, static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks};
+  const DryKey dkey{opts.forward_id, static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks,
+                    st.cross_max_blocks};
   auto cached = graphable && opts.forward_id ? dry_cache_.find(dkey) : dry_cache_.end();
   OpsRecord rec;
   if (cached != dry_cache_.end()) {
@@ -356,7 +355,8 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
   BALLAST_RETURN_IF_ERROR(size_for_vocab(st.m, rec.logits_cols, tail, req.valid));
   BALLAST_RETURN_IF_ERROR(size_activations(rec));
   // Decode steps replay a graph; --debug-sync and profiling need per-kernel launches.
-  const GraphKey key{static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks, rec.fingerprint};
+  const GraphKey key{static_cast<int>(tail) * 2 + (vmask_ ? 1 : 0), st.n, st.max_blocks, st.cross_max_blocks,
+                     rec.fingerprint};
   GraphEntry* g = graphable ? find_graph(key) : nullptr;
   BALLAST_RETURN_IF_ERROR(upload_step(st, tail));
   const double t3 = g_timing.on ? now_us() : 0;

@@ -38,9 +38,9 @@ class CudaBackend final : public backend::Backend {
  private:
   // What runs after the LM head (part of a captured graph).
   enum class Tail { kNone, kGreedy, kSample, kSampleWork };
-  // Decode graphs, keyed by (tail and mask present, tokens, block-table width, the
-  // forward's op fingerprint).
-  using GraphKey = std::tuple<int, int, int, uint64_t>;
+  // Decode graphs, keyed by (tail and mask present, tokens, block-table width, cross-table
+  // width (0: none), the forward's op fingerprint).
+  using GraphKey = std::tuple<int, int, int, int, uint64_t>;
   struct GraphEntry {
     cudaGraphExec_t exec;
     uint64_t epoch;  // buffer epoch it was captured under
@@ -75,8 +75,8 @@ class CudaBackend final : public backend::Backend {
   uint64_t epoch_ = 0;            // bumped by every reallocation of a buffer a graph uses
   std::map<GraphKey, GraphEntry> graphs_;
   // Dry-pass results of decode-shaped steps by (forward id, tail and mask, tokens,
-  // block-table width): a replayed step needs only its id checks.
-  using DryKey = std::tuple<const void*, int, int, int>;
+  // block-table width, cross-table width): a replayed step needs only its id checks.
+  using DryKey = std::tuple<const void*, int, int, int, int>;
   std::map<DryKey, OpsRecord> dry_cache_;
 
   // Step buffers (device).

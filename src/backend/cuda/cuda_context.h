@@ -80,19 +80,25 @@ struct DeviceState {
 
 // One step's index tables: device pointers into one packed int32 upload
 //   tokens (n) | pos (n) | slot (n) | seq (n) | lidx (m) | row_ids (n_rows) | tiles (4 n_tiles) |
-//   block table (n_seqs, max_blocks) | rope_len (n: the token's sequence length, LongRoPE)
+//   block table (n_seqs, max_blocks) | rope_len (n: the token's sequence length, LongRoPE) |
+//   span (n_seqs: last position of the sequence in this step + 1, non-causal attention) |
+//   cross_len (n_seqs) | cross table (n_seqs, cross_max_blocks)   (the last two: decoder
+//   steps of encoder-decoders only)
 // and the counts the ops need. Decode-only steps (one token per sequence, all rows want
-// logits) round max_blocks up to 16 so one captured graph serves many consecutive steps.
+// logits) round max_blocks and cross_max_blocks up to 16 so one captured graph serves many
+// consecutive steps.
 struct StepIndex {
   const backend::StepPlan* plan = nullptr;
   int n = 0, m = 0, n_seqs = 0, max_blocks = 0, max_ctx = 0;
   int n_rows = 0, n_tiles = 0;  // attention: tokens for the row kernels / prefill tiles
+  int cross_max_blocks = 0;     // 0: the step has no cross tables
   bool gather = false;          // logits rows are not all rows
   bool decode_only = false;
   size_t off_pos = 0, off_slot = 0, off_seq = 0, off_lidx = 0, off_rows = 0, off_tiles = 0, off_bt = 0,
-         off_rope_len = 0, total = 0;
+         off_rope_len = 0, off_span = 0, off_cross_len = 0, off_cross_bt = 0, total = 0;
   const int32_t *tokens = nullptr, *pos = nullptr, *slot = nullptr, *seq = nullptr, *lidx = nullptr,
                 *row_ids = nullptr, *bt = nullptr, *rope_len = nullptr;  // row_ids null: rows 0..n-1
+  const int32_t *span = nullptr, *cross_len = nullptr, *cross_bt = nullptr;
   const PrefillTile* tiles = nullptr;
 };
 

@@ -147,8 +147,7 @@ Tensor CudaOps::attention(Tensor qkv, const AttentionSpec& a) {
 }
 void CudaOps::store_kv(Tensor kv, int layer) {
   fp(12, bits(kv), layer);
-  if (status_.ok())
-    done(error(ErrorCode::kUnsupported, "--device cuda: store_kv (encoder-decoder models) is not implemented on the GPU yet"));
+  if (status_.ok()) done(store_kv_(kv, layer));
 }
 void CudaOps::logits(Tensor x, const backend::Norm& fn, WeightId head, float softcap) {
   fp(10, bits(x), static_cast<int>(fn.kind), fn.w, fn.b, bits(fn.eps), head, bits(softcap));
@@ -481,9 +480,6 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
     return error(ErrorCode::kUnsupported, "--device cuda: " + what + " is not implemented on the GPU yet");
   };
   if (a.softcap > 0) return unsupported("attention logit soft-capping");
-  if (!a.causal) return unsupported("non-causal (encoder) attention");
-  if (a.cross) return unsupported("cross-attention");
-  if (a.rel_bias != backend::kNoWeight) return unsupported("a relative-position attention bias");
   BALLAST_ASSIGN_OR_RETURN(int qi, get(qkv, "attention"));
   const auto& kv = d_.kv;
   if (a.layer < 0 || a.layer >= kv.n_layers || a.n_kv_heads != kv.n_kv_heads || a.head_dim != kv.head_dim)
@@ -495,8 +491,17 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
     return error(ErrorCode::kUnsupported, "--device cuda: attention with " + std::to_string(nh) + " heads, " +
                                               std::to_string(nkv) + " kv heads, head_dim " + std::to_string(hd) +
                                               " not supported (head_dim even and <= 256)");
-  if (qkv.cols != static_cast<int64_t>(nh + 2 * nkv) * hd)
-    return error(ErrorCode::kInternal, "attention: qkv has " + std::to_string(qkv.cols) + " columns");
+  const int64_t want_cols = static_cast<int64_t>(a.cross ? nh : nh + 2 * nkv) * hd;
+  if (qkv.cols != want_cols)
+    return error(ErrorCode::kInternal, "attention: input has " + std::to_string(qkv.cols) + " columns, expected " +
+                                           std::to_string(want_cols));
+  const float* rel = nullptr;
+  if (a.rel_bias != kNoWeight) {
+    if (a.rel_max < 0 || a.rel_max > (1 << 20))
+      return error(ErrorCode::kInternal, "attention: relative bias distance " + std::to_string(a.rel_max) + " out of range");
+    BALLAST_ASSIGN_OR_RETURN(rel, vec(a.rel_bias, static_cast<int64_t>(nh) * (2 * a.rel_max + 1), "attention relative bias"));
+  }
+  if (a.cross) return cross_attention_(qi, a, rel);
   BALLAST_ASSIGN_OR_RETURN(const float* qn, vec(a.q_norm, hd, "attention q_norm"));
   BALLAST_ASSIGN_OR_RETURN(const float* kn, vec(a.k_norm, hd, "attention k_norm"));
   const RopeRec* rope = nullptr;
@@ -554,14 +559,80 @@ Result<Tensor> CudaOps::attention_(Tensor qkv, const AttentionSpec& a) {
     ts_[qi].bias = nullptr;
     ts_[qi].clobbered = true;
   }
-  BALLAST_RETURN_IF_ERROR(attend_(a, q, static_cast<bf16*>(ts_[id].p), d_.k_cache[a.layer], d_.v_cache[a.layer]));
+  BALLAST_RETURN_IF_ERROR(attend_(a, q, static_cast<bf16*>(ts_[id].p), d_.k_cache[a.layer], d_.v_cache[a.layer], rel));
   return Tensor{id, st_.n, static_cast<int64_t>(nh) * hd};
+}
+
+// Cross-attention: queries only (n, n_heads * hd), no rope or norm, nothing written; every
+// query of a sequence row sees its cross_len[row] encoder keys through the cross tables.
+Result<Tensor> CudaOps::cross_attention_(int qi, const AttentionSpec& a, const float* rel) {
+  if (st_.cross_max_blocks <= 0 || !st_.cross_len || !st_.cross_bt)
+    return error(ErrorCode::kInternal, "attention: cross-attention in a step without cross tables");
+  const int nh = a.n_heads, hd = a.head_dim, qd = nh * hd;
+  BALLAST_RETURN_IF_ERROR(materialize(qi));  // a pending norm, residual delta or bias
+  BALLAST_ASSIGN_OR_RETURN(int id, new_tensor(st_.n, qd, DT::kBf16));
+  Temps tmp(*this);
+  const bf16* q = static_cast<const bf16*>(ts_[qi].p);
+  if (ts_[qi].dt == DT::kF32) {
+    BALLAST_ASSIGN_OR_RETURN(void* c, alloc(static_cast<size_t>(st_.n) * qd * 2));
+    OP_LAUNCH("to_bf16", to_bf16(static_cast<const float*>(ts_[qi].p), static_cast<int64_t>(st_.n) * qd,
+                                 static_cast<bf16*>(c), d_.stream));
+    q = static_cast<const bf16*>(c);
+  }
+  AttnArgs aa{};
+  aa.qkv = q;
+  aa.q_ld = qd;
+  aa.k_cache = d_.k_cache[a.layer];
+  aa.v_cache = d_.v_cache[a.layer];
+  aa.pos = st_.pos;
+  aa.seq_slot = st_.seq;
+  aa.block_table = st_.cross_bt;
+  aa.max_blocks = st_.cross_max_blocks;
+  aa.kv_len = st_.cross_len;
+  aa.n_blocks = d_.n_blocks;
+  aa.n = st_.n;
+  aa.n_heads = nh;
+  aa.n_kv = a.n_kv_heads;
+  aa.hd = hd;
+  aa.scale = static_cast<float>(a.scale > 0 ? a.scale : 1.0 / std::sqrt(static_cast<double>(hd)));
+  aa.rel_bias = rel;
+  aa.rel_max = rel ? a.rel_max : 0;
+  aa.max_ctx = st_.cross_max_blocks * static_cast<int>(backend::kKvBlockTokens);  // scores buffer >= any cross length
+  aa.out = static_cast<bf16*>(ts_[id].p);
+  aa.flags = d_.flags;
+  OP_LAUNCH("attention_rows", attention_rows(aa, d_.stream));
+  return Tensor{id, st_.n, static_cast<int64_t>(qd)};
+}
+
+// store_kv: kv (n, 2 kd) [k heads | v heads] into `layer`'s cache at the step's slots.
+Status CudaOps::store_kv_(Tensor kv, int layer) {
+  BALLAST_ASSIGN_OR_RETURN(int ki, get(kv, "store_kv"));
+  const int64_t kd = d_.kv.row();
+  if (layer < 0 || layer >= d_.kv.n_layers || kv.cols != 2 * kd || kv.rows != st_.n)
+    return error(ErrorCode::kInternal, "store_kv: layer " + std::to_string(layer) + " / " + shape(kv.rows, kv.cols) +
+                                           " does not match the KV pool");
+  BALLAST_RETURN_IF_ERROR(materialize(ki));  // a pending norm, residual delta or bias
+  Temps tmp(*this);
+  const bf16* x = static_cast<const bf16*>(ts_[ki].p);
+  if (ts_[ki].dt == DT::kF32) {
+    BALLAST_ASSIGN_OR_RETURN(void* c, alloc(static_cast<size_t>(st_.n) * 2 * kd * 2));
+    OP_LAUNCH("to_bf16", to_bf16(static_cast<const float*>(ts_[ki].p), static_cast<int64_t>(st_.n) * 2 * kd,
+                                 static_cast<bf16*>(c), d_.stream));
+    x = static_cast<const bf16*>(c);
+  }
+  OP_LAUNCH("store_kv", store_kv_rows(x, st_.n, static_cast<int>(d_.kv.n_kv_heads), static_cast<int>(d_.kv.head_dim),
+                                      st_.slot, d_.n_blocks * backend::kKvBlockTokens, d_.k_cache[layer],
+                                      d_.v_cache[layer], d_.flags, d_.stream));
+  return Status();
 }
 
 // Attention over the cache: runs of >= 16 consecutive positions
 // of a sequence to the tensor-core prefill kernel (64-row tiles), the remaining rows to
-// flash-decoding (<= 32 rows: splits over keys for latency) or the row kernel.
-Status CudaOps::attend_(const AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v) {
+// flash-decoding (<= 32 rows: splits over keys for latency) or the row kernel. Non-causal
+// attention and a relative-position bias: every row to the row kernel (the only one that
+// implements them).
+Status CudaOps::attend_(const AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v,
+                        const float* rel) {
   const int nh = a.n_heads, nkv = a.n_kv_heads, hd = a.head_dim;
   AttnArgs aa{};
   aa.qkv = qkv;
@@ -581,6 +652,13 @@ Status CudaOps::attend_(const AttentionSpec& a, const bf16* qkv, bf16* out, cons
   aa.max_ctx = st_.max_ctx;
   aa.out = out;
   aa.flags = d_.flags;
+  if (!a.causal || rel) {
+    aa.kv_len = a.causal ? nullptr : st_.span;  // the sequence's span: [0, last position in this step]
+    aa.rel_bias = rel;
+    aa.rel_max = rel ? a.rel_max : 0;
+    OP_LAUNCH("attention_rows", attention_rows(aa, d_.stream));
+    return Status();
+  }
   int rows = st_.n;
   const int32_t* row_ids = nullptr;
   if (st_.n_tiles > 0 && (hd == 64 || hd == 128 || hd == 256)) {

@@ -97,7 +97,10 @@ class CudaOps final : public backend::Ops {
   Result<backend::Tensor> activation_(backend::Tensor x, backend::Act act);
   Status add_(backend::Tensor residual, backend::Tensor y);
   Result<backend::Tensor> attention_(backend::Tensor qkv, const backend::AttentionSpec& a);
-  Status attend_(const backend::AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v);
+  Status attend_(const backend::AttentionSpec& a, const bf16* qkv, bf16* out, const bf16* k, const bf16* v,
+                 const float* rel);
+  Result<backend::Tensor> cross_attention_(int qi, const backend::AttentionSpec& a, const float* rel);
+  Status store_kv_(backend::Tensor kv, int layer);
   Status logits_(backend::Tensor x, const backend::Norm& final_norm, backend::WeightId head, float softcap);
 
   template <class... A>

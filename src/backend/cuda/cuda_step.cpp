@@ -1,5 +1,6 @@
 // The CUDA backend's per-step host work: checking the plan and building its index
-// tables (tokens, positions, slots, block tables, prefill tiles), the logits chain tail
+// tables (tokens, positions, slots, block tables, prefill tiles, encoder-decoder spans and
+// cross tables), the logits chain tail
 // (greedy_rows or sample_rows with per-row parameters), and the results.
 #if BALLAST_HAVE_CUDA
 #include <algorithm>
@@ -45,6 +46,29 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
                                              ", position " + std::to_string(pos) + ") has no KV block");
     max_pos = std::max(max_pos, pos);
   }
+  // Cross-attention tables (decoder steps of encoder-decoders), checked as the CPU backend
+  // does: each row's length within its table, every block it reads within the pool.
+  const bool cross = p.cross_max_blocks > 0 || !p.cross_len.empty();
+  if (cross) {
+    if (p.cross_max_blocks <= 0 || p.cross_max_blocks > INT_MAX / 256 ||
+        p.cross_len.size() != static_cast<size_t>(p.n_seqs) ||
+        p.cross_tables.size() != static_cast<size_t>(p.n_seqs) * p.cross_max_blocks)
+      return error(ErrorCode::kInternal, "step plan: inconsistent cross-attention tables (" +
+                                             std::to_string(p.cross_len.size()) + " lengths, " +
+                                             std::to_string(p.cross_tables.size()) + " entries for " +
+                                             std::to_string(p.n_seqs) + " x " + std::to_string(p.cross_max_blocks) + ")");
+    for (int32_t r = 0; r < p.n_seqs; ++r) {
+      const int32_t len = p.cross_len[r];
+      if (len <= 0 || static_cast<int64_t>(len) > static_cast<int64_t>(p.cross_max_blocks) * kKvBlockTokens)
+        return error(ErrorCode::kInternal, "step plan: cross length " + std::to_string(len) + " outside its table");
+      for (int64_t j = 0; j < (len + kKvBlockTokens - 1) / kKvBlockTokens; ++j) {
+        const int32_t b = p.cross_tables[static_cast<size_t>(r) * p.cross_max_blocks + j];
+        if (b < 0 || b >= d_.n_blocks)
+          return error(ErrorCode::kInternal, "cross block table entry " + std::to_string(b) + " is outside the pool [0, " +
+                                                 std::to_string(d_.n_blocks) + ")");
+      }
+    }
+  }
   const size_t m = p.logit_rows.size();
   for (size_t r = 0; r < m; ++r)
     if (p.logit_rows[r] < 0 || p.logit_rows[r] >= static_cast<int32_t>(n) || (r > 0 && p.logit_rows[r] <= p.logit_rows[r - 1]))
@@ -60,8 +84,9 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   st.n = static_cast<int>(n);
   st.m = static_cast<int>(m);
   st.n_seqs = p.n_seqs;
-  st.decode_only = one_each && m == n;
+  st.decode_only = one_each && m == n && !p.encode;
   st.max_blocks = st.decode_only ? (p.max_blocks + 15) / 16 * 16 : p.max_blocks;
+  st.cross_max_blocks = !cross ? 0 : st.decode_only ? (p.cross_max_blocks + 15) / 16 * 16 : p.cross_max_blocks;
   st.max_ctx = st.decode_only ? st.max_blocks * static_cast<int>(kKvBlockTokens) : max_pos + 1;
   st.gather = m > 0 && m != n;  // ascending distinct rows: all rows exactly when m == n
 
@@ -93,7 +118,10 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   st.off_tiles = st.off_rows + row_ids_.size();
   st.off_bt = st.off_tiles + 4 * tiles_.size();
   st.off_rope_len = st.off_bt + static_cast<size_t>(p.n_seqs) * st.max_blocks;
-  st.total = st.off_rope_len + n;
+  st.off_span = st.off_rope_len + n;
+  st.off_cross_len = st.off_span + p.n_seqs;
+  st.off_cross_bt = st.off_cross_len + (cross ? p.n_seqs : 0);
+  st.total = st.off_cross_bt + static_cast<size_t>(p.n_seqs) * st.cross_max_blocks;
   if (st.total * 4 > host_bytes_) {
     if (host_) cudaFreeHost(host_);
     host_ = nullptr;
@@ -119,6 +147,18 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   }
   p.rope_lengths(rope_len_);
   std::copy(rope_len_.begin(), rope_len_.end(), h + st.off_rope_len);
+  int32_t* span = h + st.off_span;  // each sequence's last position in this step + 1
+  std::fill(span, span + p.n_seqs, 0);
+  for (size_t i = 0; i < n; ++i) span[p.seq_row[i]] = std::max(span[p.seq_row[i]], p.positions[i] + 1);
+  if (cross) {
+    std::copy(p.cross_len.begin(), p.cross_len.end(), h + st.off_cross_len);
+    for (int32_t s = 0; s < p.n_seqs; ++s) {
+      const int32_t* src = p.cross_tables.data() + static_cast<size_t>(s) * p.cross_max_blocks;
+      int32_t* row = h + st.off_cross_bt + static_cast<size_t>(s) * st.cross_max_blocks;
+      std::copy(src, src + p.cross_max_blocks, row);
+      std::fill(row + p.cross_max_blocks, row + st.cross_max_blocks, -1);
+    }
+  }
   BALLAST_RETURN_IF_ERROR(idx_.ensure(st.total, &epoch_));
   const int32_t* d = idx_.p;
   st.tokens = d;
@@ -130,6 +170,9 @@ Status CudaBackend::build_index(const backend::StepPlan& p, StepIndex& st) {
   st.tiles = reinterpret_cast<const PrefillTile*>(d + st.off_tiles);
   st.bt = d + st.off_bt;
   st.rope_len = d + st.off_rope_len;
+  st.span = d + st.off_span;
+  st.cross_len = cross ? d + st.off_cross_len : nullptr;
+  st.cross_bt = cross ? d + st.off_cross_bt : nullptr;
   return Status();
 }
 

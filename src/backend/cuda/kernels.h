@@ -78,8 +78,15 @@ struct AttnArgs {
   int max_ctx;           // largest pos + 1 in the batch (shared memory sizing)
   bf16* out;             // (n, n_heads, hd)
   ErrorFlags* flags;
+  // attention_rows only (the decode and prefill kernels are never given these; zero = off):
+  int q_ld;                 // row stride of qkv in elements; 0: qd + 2 kd (packed q|k|v rows)
+  const int32_t* kv_len;    // (block-table rows) or null (causal). Set: every query of that row sees
+                            // keys [0, kv_len[row]) (non-causal / cross-attention; window ignored)
+  const float* rel_bias;    // (n_heads, 2 rel_max + 1) or null: score += rel_bias[h][clamp(t - p) + rel_max]
+  int rel_max;
 };
-// One block per (token, head): any mix of decode and prefill tokens.
+// One block per (token, head): any mix of decode and prefill tokens; the only kernel that
+// takes kv_len / rel_bias / q_ld (encoder, cross-attention, relative-position bias).
 void attention_rows(const AttnArgs& a, cudaStream_t s);
 // ---- attention_decode.cu: flash-decoding for rows of any kind (head_dim 64/128/256, GQA
 // group <= 8): grid (n_kv, rows, splits); splits > 1 need part_o (rows, n_heads, splits,

@@ -1,5 +1,5 @@
 // Attention input post-processing (bias, per-head q/k RMSNorm, RoPE, paged KV write) and
-// The fused sandwich post-norm + residual add + next norm. See qkv_post.h.
+// the plain K/V store of Ops::store_kv. See qkv_post.h.
 #include "backend/cuda/qkv_post.h"
 
 namespace ballast::cuda {
@@ -122,11 +122,36 @@ __global__ void k_qkv_post(QkvPostArgs a) {
   }
 }
 
+// grid: n tokens; block 128: row t's k and v heads to the cache at slot[t].
+__global__ void k_store_kv(const bf16* kv, int n_kv, int hd, const int32_t* slot, int64_t n_slots, bf16* k_cache,
+                           bf16* v_cache, ErrorFlags* flags) {
+  const int t = blockIdx.x;
+  const int64_t sl = slot[t];
+  if (sl < 0 || sl >= n_slots) {
+    if (threadIdx.x == 0) atomicAdd(&flags->bad_kv_slot, 1);
+    return;
+  }
+  const int64_t blk = sl / 16, off = sl % 16;
+  const int kd = n_kv * hd;
+  const bf16* row = kv + static_cast<int64_t>(t) * 2 * kd;
+  for (int i = threadIdx.x; i < 2 * kd; i += blockDim.x) {
+    const int c = i < kd ? i : i - kd, g = c / hd, d = c % hd;
+    bf16* cache = i < kd ? k_cache : v_cache;
+    cache[((blk * n_kv + g) * 16 + off) * hd + d] = row[i];
+  }
+}
+
 }  // namespace
 
 void qkv_post(const QkvPostArgs& a, cudaStream_t s) {
   if (a.n <= 0) return;
   k_qkv_post<<<a.n, kWarps * 32, 0, s>>>(a);
+}
+
+void store_kv_rows(const bf16* kv, int n, int n_kv, int hd, const int32_t* slot, int64_t n_slots, bf16* k_cache,
+                   bf16* v_cache, ErrorFlags* flags, cudaStream_t s) {
+  if (n <= 0) return;
+  k_store_kv<<<n, 128, 0, s>>>(kv, n_kv, hd, slot, n_slots, k_cache, v_cache, flags);
 }
 
 }  // namespace ballast::cuda

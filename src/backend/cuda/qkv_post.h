@@ -37,5 +37,11 @@ struct QkvPostArgs {
 // k, v go to the cache at slot[t]. A bad slot writes nothing to the cache (q still written).
 void qkv_post(const QkvPostArgs& a, cudaStream_t s);
 
+// Ops::store_kv: kv (n, 2 kd) bf16 rows [k heads | v heads] -> the K and V cache rows at
+// slot[t] (no attention: an encoder's cross-attention K/V). A slot outside [0, n_slots)
+// writes nothing and counts in flags->bad_kv_slot.
+void store_kv_rows(const bf16* kv, int n, int n_kv, int hd, const int32_t* slot, int64_t n_slots, bf16* k_cache,
+                   bf16* v_cache, ErrorFlags* flags, cudaStream_t s);
+
 
 }  // namespace ballast::cuda
