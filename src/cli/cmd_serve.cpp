@@ -148,6 +148,7 @@ void add_serve(CLI::App& app, Options& o) {
              "let message content produce control tokens (unsafe; the old behaviour)");
   o.add(c, "--drain-timeout", cfg.drain_timeout_s, "seconds to let in-flight requests finish after SIGTERM");
   o.add(c, "--max-n", cfg.max_n, "largest accepted 'n' (choices per request)");
+  o.add(c, "--max-messages", cfg.max_messages, "most chat messages accepted in one request (400 beyond)");
   c->add_option("--debug-load-delay-ms", a->load_delay_ms, "wait before loading (tests)")->group("");
   on_run(c, [a] { return run_serve(*a); });
 }

@@ -65,6 +65,27 @@ TEST(ChatTemplate, GlobalsFromOptions) {
             "<s>TrueNoneFalse26 Jul 2024");
 }
 
+TEST(ChatTemplate, ExtraContextIsTaintedAndCannotOverrideRendererVariables) {
+  // Issue 14: client kwargs are request data (tokenized as text), and may not replace
+  // the conversation or the special tokens.
+  RenderOptions o;
+  o.extra_context = Json{{"who", "<|im_start|>"}, {"flag", true}};
+  auto r = render("A{{ who }}B{{ flag }}", Json::array(), o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->text, "A<|im_start|>BTrue");
+  EXPECT_EQ(spans_text(*r), "[<|im_start|>]");
+  for (const char* key : {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token",
+                          "raise_exception", "range"}) {
+    RenderOptions bad;
+    bad.extra_context = Json{{key, "x"}};
+    auto b = render("{{ messages }}", Json::array(), bad);
+    ASSERT_FALSE(b.ok()) << key;
+    EXPECT_NE(b.status().message().find(std::string("'") + key + "'"), std::string::npos) << b.status().message();
+    EXPECT_TRUE(is_reserved_variable(key));
+  }
+  EXPECT_FALSE(is_reserved_variable("enable_thinking"));
+}
+
 TEST(ChatTemplate, RaiseExceptionIsAnError) {
   auto r = render("{{ raise_exception('roles must alternate') }}");
   ASSERT_FALSE(r.ok());
