@@ -234,8 +234,15 @@ void Server::drain() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.drain_timeout_s);
   while (std::chrono::steady_clock::now() < deadline && (active_requests > 0 || (loop && loop->in_flight() > 0)))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  if (active_requests > 0 || (loop && loop->in_flight() > 0))
+  if (active_requests > 0 || (loop && loop->in_flight() > 0)) {
     log::warn("server.drain_timeout", std::to_string(active_requests.load()) + " request(s) still running; cancelling");
+    // Cancelled sequences end their requests with an error (streams: an error event and
+    // [DONE]); give the handlers a moment to write it before connections close.
+    if (loop) loop->cancel_all();
+    auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < grace && active_requests > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (http_) http_->shutdown(2000);
   if (loop) loop->stop();
   log::info("server.stopped", "server stopped");

@@ -2,6 +2,9 @@
 admission checks, drain-timeout streams and strict HTTP/1.1 parsing. Every bad input gets a
 specific 4xx/5xx with OpenAI error JSON and the server keeps serving."""
 import json
+import signal
+import threading
+import time
 
 import httpx
 import pytest
@@ -166,5 +169,33 @@ def test_more_sequences_than_queue_is_400_not_429(srv):
     # At the bound it is still accepted (32 = --max-queue).
     r = post(srv, "/v1/completions", {"prompt": ["Go"] * 2, "n": 16, "max_tokens": 1})
     assert r.status_code == 200, r.text
+
+
+# --- drain timeout ----------------------------------------------------------------------------
+
+def test_stream_cut_at_drain_timeout_ends_with_error_and_done(model_path):
+    s = ServerProcess(model_path, ["--ctx-size", "512", "--drain-timeout", "1"])
+    events = []
+    started = threading.Event()
+
+    def reader():
+        body = {"prompt": "Once upon a time", "max_tokens": 500, "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", s.url + "/v1/completions", json=body, timeout=60,
+                          headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line[6:])
+                    started.set()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert started.wait(60)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert s.proc.wait(30) == 0
+    s.log.close()
+    assert events[-1] == "[DONE]", events[-3:]
+    err = json.loads(events[-2])["error"]
+    assert err["code"] == "cancelled" and "shutting down" in err["message"], err
 
 
