@@ -3,6 +3,7 @@ admission checks, drain-timeout streams and strict HTTP/1.1 parsing. Every bad i
 specific 4xx/5xx with OpenAI error JSON and the server keeps serving."""
 import json
 import signal
+import socket
 import threading
 import time
 
@@ -199,3 +200,96 @@ def test_stream_cut_at_drain_timeout_ends_with_error_and_done(model_path):
     assert err["code"] == "cancelled" and "shutting down" in err["message"], err
 
 
+# --- HTTP/1.1 parsing -------------------------------------------------------------------------
+
+def raw_http(s, data, read_timeout=10):
+    with socket.create_connection(("127.0.0.1", s.port), timeout=read_timeout) as c:
+        c.sendall(data)
+        out = b""
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                out += b
+                if b"\r\n\r\n" in out:
+                    head, _, rest = out.partition(b"\r\n\r\n")
+                    length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")]
+                    if length and len(rest) >= length[0]:
+                        break
+        except socket.timeout:
+            pass
+    return out
+
+
+def status_of(resp):
+    return int(resp.split(b" ", 2)[1])
+
+
+def req(method, body=b"", extra=b"", version=b"HTTP/1.1", path=b"/tokenize", cl=True):
+    h = method + b" " + path + b" " + version + b"\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode() + \
+        b"\r\nConnection: close\r\n" + extra
+    if cl:
+        h += b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+    return h + b"\r\n" + body
+
+
+BODY = b'{"prompt":"hi"}'
+
+
+@pytest.mark.parametrize("value", [b"15abc", b"+15", b"15, 15", b"-1", b"0x0f", b" "])
+def test_bad_content_length_is_400(srv, value):
+    r = raw_http(srv, req(b"POST", BODY, b"Content-Length: " + value + b"\r\n", cl=False))
+    assert status_of(r) == 400, r
+    alive(srv)
+
+
+def test_duplicate_content_length_is_400(srv):
+    r = raw_http(srv, req(b"POST", BODY, b"Content-Length: 15\r\n"))
+    assert status_of(r) == 400, r
+
+
+@pytest.mark.parametrize("te", [b"gzip", b"gzip, chunked", b"chunked, identity", b"xchunked"])
+def test_unsupported_transfer_encoding(srv, te):
+    r = raw_http(srv, req(b"POST", b"f\r\n" + BODY + b"\r\n0\r\n\r\n", b"Transfer-Encoding: " + te + b"\r\n", cl=False))
+    assert status_of(r) == 501, r
+
+
+def test_chunked_still_works(srv):
+    r = raw_http(srv, req(b"POST", b"f\r\n" + BODY + b"\r\n0\r\n\r\n", b"Transfer-Encoding: chunked\r\n", cl=False))
+    assert status_of(r) == 200, r
+
+
+def test_header_block_over_limit_is_431(srv):
+    big = b"X-Big: " + b"a" * (70 * 1024) + b"\r\n"
+    r = raw_http(srv, req(b"POST", BODY, big))
+    assert status_of(r) == 431, r[:200]
+    alive(srv)
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/2.0", b"HTTP/1.10", b"HTTP/0.9"])
+def test_unsupported_http_version_is_505(srv, version):
+    r = raw_http(srv, req(b"POST", BODY, version=version))
+    assert status_of(r) == 505, r
+
+
+def test_http_10_still_works(srv):
+    assert status_of(raw_http(srv, req(b"POST", BODY, version=b"HTTP/1.0"))) == 200
+
+
+def test_head_health(srv):
+    r = raw_http(srv, b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", read_timeout=3)
+    assert status_of(r) == 200, r
+    head, _, rest = r.partition(b"\r\n\r\n")
+    assert rest == b""
+
+
+@pytest.mark.parametrize("tail", [b"\x00", b"\x00garbage", b" x", b"{}"])
+def test_trailing_data_after_json_is_400(srv, tail):
+    r = post(srv, "/tokenize", raw=BODY + tail)
+    assert_error(r, 400)
+
+
+def test_leading_bom_is_400(srv):
+    assert_error(post(srv, "/tokenize", raw=b"\xef\xbb\xbf" + BODY), 400, text="byte order mark")
