@@ -155,6 +155,22 @@ def test_messages_cap(srv):
     assert "4096" in err["message"]
 
 
+def test_max_messages_flag(model_path):
+    import subprocess
+    from conftest import ballast_bin
+    r = subprocess.run([ballast_bin(), "serve", "--model", str(model_path), "--port", "0", "--max-messages", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--max-messages must be >= 1" in r.stdout + r.stderr
+    s = ServerProcess(model_path, ["--ctx-size", "256", "--max-messages", "2"])
+    try:
+        msgs = [{"role": "user", "content": "x"}] * 3
+        err = assert_error(post(s, "/v1/chat/completions", {"messages": msgs}), 400, param="messages")
+        assert "at most 2" in err["message"]
+        assert post(s, "/tokenize", {"messages": msgs[:2]}).status_code == 200
+    finally:
+        assert s.stop() == 0
+
+
 def test_flat_value_cap(srv):
     raw = '{"prompt":[' + ",".join(["1"] * 1_200_000) + "]}"
     assert_error(post(srv, "/v1/completions", raw=raw), 400, text="JSON values")
