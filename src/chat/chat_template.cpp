@@ -10,6 +10,16 @@
 
 namespace ballast::chat {
 
+bool is_reserved_variable(std::string_view name) {
+  static constexpr std::string_view kReserved[] = {
+      "messages", "tools",     "documents", "add_generation_prompt", "bos_token",       "eos_token",
+      "range",    "dict",      "namespace", "cycler",                "joiner",          "raise_exception",
+      "strftime_now"};
+  for (std::string_view r : kReserved)
+    if (r == name) return true;
+  return false;
+}
+
 Result<ChatTemplate> ChatTemplate::parse(std::string source) {
   try {
     ParseOptions po;  // trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
@@ -30,6 +40,11 @@ Result<ChatTemplate> ChatTemplate::parse(std::string source) {
 Result<RenderedPrompt> ChatTemplate::render(const nlohmann::ordered_json& messages,
                                             const RenderOptions& opts) const {
   if (!tmpl_) return error(ErrorCode::kTemplateError, "chat template: not parsed");
+  if (opts.extra_context.is_object())
+    for (auto it = opts.extra_context.begin(); it != opts.extra_context.end(); ++it)
+      if (is_reserved_variable(it.key()))
+        return error(ErrorCode::kInvalidArgument,
+                     "chat template variable '" + it.key() + "' is set by the renderer and cannot be overridden");
   try {
     auto globals = std::make_shared<Scope>();
     GlobalsConfig gc;
@@ -45,7 +60,7 @@ Result<RenderedPrompt> ChatTemplate::render(const nlohmann::ordered_json& messag
     globals->set("eos_token", Value::string(opts.eos_token));
     if (opts.extra_context.is_object())
       for (auto it = opts.extra_context.begin(); it != opts.extra_context.end(); ++it)
-        globals->set(it.key(), Value::from_json(it.value(), false));
+        globals->set(it.key(), Value::from_json(it.value(), opts.taint_extra_context));
     Limits lim;
     lim.max_output_bytes = opts.limits.max_output_bytes;
     lim.max_value_bytes = opts.limits.max_value_bytes;

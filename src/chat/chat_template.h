@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -31,6 +32,7 @@ struct RenderOptions {
   nlohmann::ordered_json extra_context;  // object of extra variables (enable_thinking, ...)
   std::optional<std::string> now;        // fixed "YYYY-MM-DD HH:MM:SS" for strftime_now (tests)
   bool taint_tools = true;               // treat strings inside `tools` as request data too
+  bool taint_extra_context = true;       // and strings inside extra_context (client kwargs)
   RenderLimits limits;
 };
 
@@ -43,6 +45,10 @@ struct RenderedPrompt {
   std::string text;
   std::vector<ContentSpan> content_spans;  // sorted, disjoint, non-adjacent
 };
+
+// Variables the renderer itself defines (messages, tools, documents, add_generation_prompt,
+// bos_token, eos_token and the builtin functions): extra_context may not set them.
+bool is_reserved_variable(std::string_view name);
 
 class ChatTemplate {
  public:

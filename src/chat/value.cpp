@@ -202,9 +202,10 @@ Value Value::from_json(const nlohmann::ordered_json& j, bool tainted) {
     case nlohmann::ordered_json::value_t::object: {
       Dict d;
       d.items.reserve(j.size());
-      // Keys are never tainted: templates compare them, they are not printed as content.
+      // Keys of request data are tainted too: templates print tool parameter names
+      // (`properties.items()`), and a key is as much client text as a value.
       for (auto it = j.begin(); it != j.end(); ++it)
-        d.items.emplace_back(string(it.key()), from_json(it.value(), tainted));
+        d.items.emplace_back(string(it.key(), tainted), from_json(it.value(), tainted));
       return dict(std::move(d));
     }
     default: return none();

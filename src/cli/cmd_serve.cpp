@@ -61,6 +61,7 @@ int run_serve(ServeArgs& a) {
   if (cfg.port < 0 || cfg.port > 65535) return fail(error(ErrorCode::kInvalidArgument, "--port must be in [0, 65535]"));
   if (cfg.max_batch < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-batch must be >= 1"));
   if (cfg.max_queue < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-queue must be >= 1"));
+  if (cfg.max_messages < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-messages must be >= 1"));
   if (cfg.ctx_size < 0) return fail(error(ErrorCode::kInvalidArgument, "--ctx-size must be >= 0"));
   if (a.max_body_bytes < 1024) return fail(error(ErrorCode::kInvalidArgument, "--max-body-bytes must be >= 1024"));
   cfg.max_body_bytes = static_cast<size_t>(a.max_body_bytes);
@@ -140,7 +141,7 @@ void add_serve(CLI::App& app, Options& o) {
   o.add(c, "--api-key-file", a->api_key_file, "read the API key from this file");
   o.add(c, "--ctx-size", cfg.ctx_size, "context size in tokens per sequence (0: the model's, at most 4096)");
   o.add(c, "--max-batch", cfg.max_batch, "sequences generated together in one step");
-  o.add(c, "--max-queue", cfg.max_queue, "sequences waiting for a batch slot before requests get 429");
+  o.add(c, "--max-queue", cfg.max_queue, "sequences waiting for a batch slot before requests get 429 (a request needing more is a 400)");
   o.add(c, "--token-budget", cfg.token_budget, "tokens computed per step (prefill chunk size)");
   o.add(c, "--served-model-name", cfg.served_model_name, "model name(s) clients use, comma-separated (default: file name)");
   o.add(c, "--max-body-bytes", a->max_body_bytes, "largest accepted request body (413 beyond)");
@@ -148,6 +149,7 @@ void add_serve(CLI::App& app, Options& o) {
              "let message content produce control tokens (unsafe; the old behaviour)");
   o.add(c, "--drain-timeout", cfg.drain_timeout_s, "seconds to let in-flight requests finish after SIGTERM");
   o.add(c, "--max-n", cfg.max_n, "largest accepted 'n' (choices per request)");
+  o.add(c, "--max-messages", cfg.max_messages, "most chat messages accepted in one request (400 beyond)");
   c->add_option("--debug-load-delay-ms", a->load_delay_ms, "wait before loading (tests)")->group("");
   on_run(c, [a] { return run_serve(*a); });
 }

@@ -21,8 +21,14 @@ void EngineLoop::stop() {
 }
 
 Result<uint64_t> EngineLoop::submit(engine::GenerationRequest req, engine::Engine::Callback cb) {
-  auto wrapped = [this, cb = std::move(cb)](const engine::TokenEvent& ev) {
-    if (ev.finish != engine::FinishReason::kNone) in_flight_--;
+  auto slot = std::make_shared<Slot>();
+  auto wrapped = [this, slot, cb = std::move(cb)](const engine::TokenEvent& ev) {
+    if (ev.finish != engine::FinishReason::kNone) {
+      in_flight_--;
+      std::lock_guard<std::mutex> lk(ids_mu_);
+      slot->finished = true;
+      if (slot->id) ids_.erase(slot->id);
+    }
     cb(ev);
   };
   in_flight_++;
@@ -30,6 +36,11 @@ Result<uint64_t> EngineLoop::submit(engine::GenerationRequest req, engine::Engin
   if (!r.ok()) {
     in_flight_--;
     return r;
+  }
+  {
+    std::lock_guard<std::mutex> lk(ids_mu_);
+    slot->id = r.value();
+    if (!slot->finished) ids_.insert(r.value());
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -41,6 +52,20 @@ Result<uint64_t> EngineLoop::submit(engine::GenerationRequest req, engine::Engin
 
 void EngineLoop::cancel(uint64_t id) {
   engine_.cancel(id);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pending_ = true;
+  }
+  cv_.notify_one();
+}
+
+void EngineLoop::cancel_all() {
+  std::set<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> lk(ids_mu_);
+    ids = ids_;
+  }
+  for (uint64_t id : ids) engine_.cancel(id);
   {
     std::lock_guard<std::mutex> lk(mu_);
     pending_ = true;

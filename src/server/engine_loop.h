@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "engine/engine.h"
@@ -22,6 +23,9 @@ class EngineLoop {
 
   Result<uint64_t> submit(engine::GenerationRequest req, engine::Engine::Callback cb);
   void cancel(uint64_t id);
+  // Cancels every unfinished sequence (drain timeout): each gets its cancelled event, so
+  // its request ends with an error instead of being cut off.
+  void cancel_all();
   // Sequences submitted and not yet finished (waiting + running + in the inbox).
   int64_t in_flight() const { return in_flight_; }
   int64_t ctx_size() const { return engine_.options().ctx_size; }
@@ -36,6 +40,13 @@ class EngineLoop {
   bool pending_ = false;
   bool stop_ = false;
   std::atomic<int64_t> in_flight_{0};
+  // Ids of unfinished sequences, for cancel_all.
+  struct Slot {
+    uint64_t id = 0;
+    bool finished = false;
+  };
+  std::mutex ids_mu_;
+  std::set<uint64_t> ids_;
 };
 
 }  // namespace ballast::server

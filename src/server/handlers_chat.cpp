@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/log.h"
+#include "server/json_body.h"
 #include "server/server.h"
 #include "server/sse.h"
 
@@ -37,11 +38,7 @@ json chat_logprobs(const tokenizer::Tokenizer& tok, const std::vector<TokenLogpr
 void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
   const auto arrival = std::chrono::steady_clock::now();
   nlohmann::ordered_json body;
-  try {
-    body = nlohmann::ordered_json::parse(req.body);
-  } catch (const std::exception& e) {
-    return send_error(res, bad_request(std::string("request body is not valid JSON: ") + e.what()));
-  }
+  if (auto e = parse_json_body(req.body, body, s.json_limits)) return send_error(res, *e);
   auto p = std::make_shared<ChatParams>();
   if (auto e = parse_chat_request(body, *p, s.limits)) return send_error(res, *e);
   if (auto e = check_model(s, p->model)) return send_error(res, *e);

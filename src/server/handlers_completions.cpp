@@ -2,6 +2,7 @@
 // streamed as server-sent events or returned whole.
 #include <chrono>
 
+#include "server/json_body.h"
 #include "server/server.h"
 #include "server/sse.h"
 #include "vocab/audit.h"
@@ -38,11 +39,7 @@ struct LegacyLogprobs {
 void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
   const auto arrival = std::chrono::steady_clock::now();
   json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const std::exception& e) {
-    return send_error(res, bad_request(std::string("request body is not valid JSON: ") + e.what()));
-  }
+  if (auto e = parse_json_body(req.body, body, s.json_limits)) return send_error(res, *e);
   auto p = std::make_shared<CompletionParams>();
   if (auto e = parse_completion_request(body, *p, s.limits)) return send_error(res, *e);
   if (auto e = check_model(s, p->model)) return send_error(res, *e);

@@ -1,4 +1,5 @@
 // GET /v1/models, POST /tokenize and POST /detokenize.
+#include "server/json_body.h"
 #include "server/server.h"
 #include "vocab/audit.h"
 
@@ -13,11 +14,9 @@ json model_object(const Server& s, const std::string& name) {
           {"max_model_len", s.ctx_size}};
 }
 
-bool parse_body(const HttpRequest& req, HttpResponse& res, nlohmann::ordered_json& body) {
-  try {
-    body = nlohmann::ordered_json::parse(req.body);
-  } catch (const std::exception& e) {
-    send_error(res, bad_request(std::string("request body is not valid JSON: ") + e.what()));
+bool parse_body(const Server& s, const HttpRequest& req, HttpResponse& res, nlohmann::ordered_json& body) {
+  if (auto e = parse_json_body(req.body, body, s.json_limits)) {
+    send_error(res, *e);
     return false;
   }
   if (!body.is_object()) {
@@ -33,6 +32,15 @@ MaybeError only_fields(const nlohmann::ordered_json& body, std::initializer_list
     for (const char* a : allowed) ok |= it.key() == a;
     if (!ok) return bad_request("unsupported parameter '" + it.key() + "'", it.key(), "unsupported_parameter");
   }
+  return {};
+}
+
+// 'model' as the chat/completions endpoints read it: absent or null = the served model.
+MaybeError get_model(const nlohmann::ordered_json& body, std::string& model) {
+  auto it = body.find("model");
+  if (it == body.end() || it->is_null()) return {};
+  if (!it->is_string()) return bad_request("'model' must be a string", "model");
+  model = it->get<std::string>();
   return {};
 }
 
@@ -52,11 +60,12 @@ void handle_models(Server& s, const HttpRequest& req, HttpResponse& res) {
 
 void handle_tokenize(Server& s, const HttpRequest& req, HttpResponse& res) {
   nlohmann::ordered_json body;
-  if (!parse_body(req, res, body)) return;
+  if (!parse_body(s, req, res, body)) return;
   if (auto e = only_fields(body, {"model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
                                   "tools", "chat_template_kwargs"}))
     return send_error(res, *e);
-  std::string model = body.value("model", "");
+  std::string model;
+  if (auto e = get_model(body, model)) return send_error(res, *e);
   if (auto e = check_model(s, model)) return send_error(res, *e);
   Result<std::vector<int32_t>> ids = std::vector<int32_t>{};
   if (body.contains("messages")) {
@@ -82,9 +91,10 @@ void handle_tokenize(Server& s, const HttpRequest& req, HttpResponse& res) {
 
 void handle_detokenize(Server& s, const HttpRequest& req, HttpResponse& res) {
   nlohmann::ordered_json body;
-  if (!parse_body(req, res, body)) return;
+  if (!parse_body(s, req, res, body)) return;
   if (auto e = only_fields(body, {"model", "tokens", "skip_special_tokens"})) return send_error(res, *e);
-  std::string model = body.value("model", "");
+  std::string model;
+  if (auto e = get_model(body, model)) return send_error(res, *e);
   if (auto e = check_model(s, model)) return send_error(res, *e);
   auto it = body.find("tokens");
   if (it == body.end() || !it->is_array()) return send_error(res, bad_request("'tokens' (a list of ids) is required", "tokens"));
@@ -92,7 +102,11 @@ void handle_detokenize(Server& s, const HttpRequest& req, HttpResponse& res) {
   Status st = vocab::validate_ids(tokens, s.rt->audit, "tokens");
   if (!st.ok()) return send_error(res, from_status(st, "tokens"));
   bool skip = false;
-  if (auto a = body.find("skip_special_tokens"); a != body.end() && a->is_boolean()) skip = a->get<bool>();
+  if (auto a = body.find("skip_special_tokens"); a != body.end() && !a->is_null()) {
+    if (!a->is_boolean())
+      return send_error(res, bad_request("'skip_special_tokens' must be a boolean", "skip_special_tokens"));
+    skip = a->get<bool>();
+  }
   std::vector<int32_t> ids;
   for (const auto& v : tokens) ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
   auto text = s.rt->tok->decode(ids, skip);

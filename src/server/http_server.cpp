@@ -37,6 +37,7 @@ const char* reason_phrase(int status) {
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
 }
@@ -49,6 +50,32 @@ std::string lower(std::string s) {
 std::string trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t\r");
   return b == std::string_view::npos ? std::string() : std::string(s.substr(b, e - b + 1));
+}
+
+// A Content-Length value: one or more digits and nothing else (no sign, list or suffix).
+bool parse_length(const std::string& v, size_t& n) {
+  if (v.empty() || v.size() > 18) return false;
+  n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  return true;
+}
+
+// A chunk-size line: hex digits, optionally followed by ";extension".
+bool parse_chunk_size(std::string_view line, size_t& n) {
+  size_t end = line.find(';');
+  std::string_view hex = line.substr(0, end);
+  while (!hex.empty() && (hex.back() == ' ' || hex.back() == '\t')) hex.remove_suffix(1);
+  if (hex.empty() || hex.size() > 15) return false;
+  n = 0;
+  for (char c : hex) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    n = n * 16 + static_cast<size_t>(d);
+  }
+  return true;
 }
 
 bool send_all(int fd, std::string_view data, int timeout_ms = 30000) {
@@ -276,6 +303,7 @@ void HttpServer::serve_connection(int fd, std::string remote) {
         return;
       }
     }
+    if (hend > opts_.max_header_bytes) return reply_error(431, "request headers too large");
     HttpRequest req;
     req.remote = remote;
     std::string_view hv(rd.buf.data(), hend);
@@ -286,7 +314,11 @@ void HttpServer::serve_connection(int fd, std::string remote) {
     req.method = std::string(line.substr(0, s1));
     std::string target(line.substr(s1 + 1, s2 - s1 - 1));
     std::string version(line.substr(s2 + 1));
-    if (version.rfind("HTTP/1.", 0) != 0) return reply_error(400, "unsupported HTTP version");
+    if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+      if (version.rfind("HTTP/", 0) == 0)
+        return reply_error(505, "HTTP version '" + version.substr(0, 16) + "' is not supported (HTTP/1.0 and 1.1 are)");
+      return reply_error(400, "malformed request line");
+    }
     if (auto q = target.find('?'); q != std::string::npos) req.query = target.substr(q + 1), target.resize(q);
     req.path = target;
     size_t pos = le == std::string_view::npos ? hv.size() : le + 2;
@@ -296,7 +328,12 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       std::string_view h = hv.substr(pos, e - pos);
       size_t c = h.find(':');
       if (c == std::string_view::npos) return reply_error(400, "malformed header line");
-      req.headers.emplace_back(lower(std::string(h.substr(0, c))), trim(h.substr(c + 1)));
+      std::string name = lower(std::string(h.substr(0, c)));
+      if (name.empty() || name.find_first_of(" \t") != std::string::npos)
+        return reply_error(400, "malformed header line");
+      if ((name == "content-length" || name == "transfer-encoding") && req.header(name))
+        return reply_error(400, "duplicate " + name + " header");
+      req.headers.emplace_back(std::move(name), trim(h.substr(c + 1)));
       pos = e + 2;
     }
     rd.buf.erase(0, hend + 4);
@@ -313,7 +350,10 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       if (auto* ex = req.header("expect"); ex && lower(*ex) == "100-continue")
         send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n");
     };
-    if (te && lower(*te).find("chunked") != std::string::npos) {
+    if (te && cl) return reply_error(400, "both Transfer-Encoding and Content-Length given");
+    if (te && lower(*te) != "chunked")
+      return reply_error(501, "Transfer-Encoding '" + te->substr(0, 64) + "' is not supported (only 'chunked')");
+    if (te) {
       send_continue();
       size_t p = 0;
       while (true) {
@@ -321,15 +361,13 @@ void HttpServer::serve_connection(int fd, std::string remote) {
         while ((e = rd.buf.find("\r\n", p)) == std::string::npos)
           if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete chunked body");
         size_t n = 0;
-        try {
-          n = std::stoul(rd.buf.substr(p, e - p), nullptr, 16);
-        } catch (...) {
+        if (!parse_chunk_size(std::string_view(rd.buf).substr(p, e - p), n))
           return reply_error(400, "malformed chunk size");
-        }
         if (req.body.size() + n > opts_.max_body_bytes)
           return reply_error(413, "request body exceeds --max-body-bytes (" + std::to_string(opts_.max_body_bytes) + ")");
         while (rd.buf.size() < e + 2 + n + 2)
           if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete chunked body");
+        if (rd.buf.compare(e + 2 + n, 2, "\r\n") != 0) return reply_error(400, "malformed chunked body");
         req.body.append(rd.buf, e + 2, n);
         p = e + 2 + n + 2;
         if (n == 0) break;
@@ -337,11 +375,7 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       rd.buf.erase(0, p);  // trailers are not supported (none expected from API clients)
     } else if (cl) {
       size_t n = 0;
-      try {
-        n = std::stoull(*cl);
-      } catch (...) {
-        return reply_error(400, "malformed Content-Length");
-      }
+      if (!parse_length(*cl, n)) return reply_error(400, "malformed Content-Length (want digits only)");
       if (n > opts_.max_body_bytes)
         return reply_error(413, "request body of " + std::to_string(n) + " bytes exceeds --max-body-bytes (" +
                                     std::to_string(opts_.max_body_bytes) + ")");
@@ -352,8 +386,12 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       rd.buf.erase(0, n);
     }
     req.client_gone = [fd] { return peer_closed(fd); };
+    // HEAD: the GET route's status and headers without the body.
+    const bool head_only = req.method == "HEAD";
+    if (head_only) req.method = "GET";
     HttpResponse res;
     dispatch(req, res);
+    if (head_only) res.stream = nullptr;
     if (closing_) keep_alive = false;
     if (res.stream) {
       if (!send_all(fd, head(res.status, res.content_type, res, keep_alive, "Transfer-Encoding: chunked\r\n"))) return;
@@ -363,7 +401,7 @@ void HttpServer::serve_connection(int fd, std::string remote) {
     } else {
       if (!send_all(fd, head(res.status, res.content_type, res, keep_alive,
                              "Content-Length: " + std::to_string(res.body.size()) + "\r\n") +
-                            res.body))
+                            (head_only ? std::string() : res.body)))
         return;
     }
     if (!keep_alive || closing_) return;

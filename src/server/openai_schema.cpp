@@ -1,6 +1,9 @@
 // Request parsing and validation for the OpenAI endpoints (pure JSON, no model).
 #include "server/openai_schema.h"
 
+#include "chat/chat_template.h"
+#include "server/json_body.h"
+
 #include <cmath>
 #include <functional>
 #include <set>
@@ -35,7 +38,7 @@ MaybeError get_number(const J& body, const char* key, std::optional<double>& out
   double v = it->template get<double>();
   if (!std::isfinite(v) || v < lo || v > hi)
     return bad_request(std::string("'") + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " +
-                           it->dump(),
+                           brief_json(*it),
                        key);
   out = v;
   return {};
@@ -48,9 +51,9 @@ MaybeError get_int(const J& body, const char* key, std::optional<int64_t>& out, 
   bool integral = it->is_number_integer() ||
                   (it->is_number_float() && std::floor(it->template get<double>()) == it->template get<double>() &&
                    std::fabs(it->template get<double>()) < 9e15);
-  if (!integral) return bad_request(std::string("'") + key + "' must be an integer, got " + it->dump(), key);
+  if (!integral) return bad_request(std::string("'") + key + "' must be an integer, got " + brief_json(*it), key);
   if (it->is_number_unsigned() && it->template get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-    return bad_request(std::string("'") + key + "' is out of range: " + it->dump(), key);
+    return bad_request(std::string("'") + key + "' is out of range: " + brief_json(*it), key);
   int64_t v = it->is_number_float() ? static_cast<int64_t>(it->template get<double>()) : it->template get<int64_t>();
   if (v < lo || v > hi)
     return bad_request(std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
@@ -124,7 +127,7 @@ MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim,
   }
   if (auto it = body.find("stop_token_ids"); it != body.end() && !it->is_null()) {
     if (!it->is_array()) return bad_request("'stop_token_ids' must be a list of token ids", "stop_token_ids");
-    p.stop_token_ids = json::parse(it->dump());
+    p.stop_token_ids = json::parse(brief_json(*it));
   }
   if (auto e = get_bool(body, "ignore_eos", p.ignore_eos)) return e;
   if (auto e = get_bool(body, "skip_special_tokens", p.skip_special_tokens)) return e;
@@ -149,7 +152,7 @@ MaybeError neutral_only(const J& body, const char* key, const std::function<bool
   allowed.insert(key);
   auto it = body.find(key);
   if (it == body.end() || it->is_null() || neutral(*it)) return {};
-  return bad_request(std::string("unsupported value for parameter '") + key + "': " + it->dump(), key,
+  return bad_request(std::string("unsupported value for parameter '") + key + "': " + brief_json(*it), key,
                      "unsupported_parameter");
 }
 
@@ -273,6 +276,11 @@ MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimi
   if (auto e = get_bool(body, "add_generation_prompt", p.add_generation_prompt)) return e;
   if (auto it = body.find("chat_template_kwargs"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return bad_request("'chat_template_kwargs' must be an object", "chat_template_kwargs");
+    for (auto k = it->begin(); k != it->end(); ++k)
+      if (chat::is_reserved_variable(k.key()))
+        return bad_request("'chat_template_kwargs." + k.key() + "' is not allowed: the server sets the template variable '" +
+                               k.key() + "' itself",
+                           "chat_template_kwargs", "invalid_parameter");
     p.template_kwargs = *it;
   }
   if (auto it = body.find("tools"); it != body.end() && !it->is_null()) {
@@ -282,6 +290,10 @@ MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimi
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return bad_request("'messages' is required", "messages");
   if (!it->is_array() || it->empty()) return bad_request("'messages' must be a non-empty list", "messages");
+  if (it->size() > lim.max_messages)
+    return bad_request("'messages' has " + std::to_string(it->size()) + " messages; at most " +
+                           std::to_string(lim.max_messages) + " are allowed (--max-messages)",
+                       "messages");
   p.messages = *it;
   static const std::set<std::string> roles{"system", "developer", "user", "assistant", "tool"};
   for (size_t i = 0; i < p.messages.size(); ++i) {

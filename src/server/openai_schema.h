@@ -62,6 +62,7 @@ struct SchemaLimits {
   int max_top_logprobs = 20;
   size_t max_stop = 16;
   size_t max_prompts = 64;
+  size_t max_messages = 4096;
 };
 
 MaybeError parse_completion_request(const nlohmann::json& body, CompletionParams& out, const SchemaLimits& lim = {});

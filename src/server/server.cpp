@@ -44,6 +44,7 @@ int64_t unix_now() {
 
 Server::Server(ServerConfig c) : cfg(std::move(c)) {
   limits.max_n = cfg.max_n;
+  limits.max_messages = static_cast<size_t>(cfg.max_messages);
   created = unix_now();
 }
 
@@ -233,8 +234,15 @@ void Server::drain() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.drain_timeout_s);
   while (std::chrono::steady_clock::now() < deadline && (active_requests > 0 || (loop && loop->in_flight() > 0)))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  if (active_requests > 0 || (loop && loop->in_flight() > 0))
+  if (active_requests > 0 || (loop && loop->in_flight() > 0)) {
     log::warn("server.drain_timeout", std::to_string(active_requests.load()) + " request(s) still running; cancelling");
+    // Cancelled sequences end their requests with an error (streams: an error event and
+    // [DONE]); give the handlers a moment to write it before connections close.
+    if (loop) loop->cancel_all();
+    auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < grace && active_requests > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   if (http_) http_->shutdown(2000);
   if (loop) loop->stop();
   log::info("server.stopped", "server stopped");
@@ -271,6 +279,15 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
     for (auto it = p.logit_bias.begin(); it != p.logit_bias.end(); ++it, ++i)
       sp.logit_bias[static_cast<int32_t>(keys[i].get<int64_t>())] = static_cast<float>(it.value().get<double>());
   }
+  // Every sequence of a request enters the engine's queue at once: more than --max-queue
+  // can never be admitted, so say so now instead of a 429 the client would retry forever.
+  const int64_t n_seqs = static_cast<int64_t>(prompts.size()) * p.n;
+  if (n_seqs > s.cfg.max_queue)
+    return bad_request("this request needs " + std::to_string(n_seqs) + " sequences (" +
+                           std::to_string(prompts.size()) + " prompt(s) x n=" + std::to_string(p.n) +
+                           "); the server admits at most " + std::to_string(s.cfg.max_queue) +
+                           " per request (--max-queue); send fewer prompts or a smaller n",
+                       "n", "too_many_sequences");
   const int64_t ctx = s.ctx_size;
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     auto& ids = prompts[pi];

@@ -15,6 +15,7 @@
 #include "server/engine_loop.h"
 #include "server/generation.h"
 #include "server/http_server.h"
+#include "server/json_body.h"
 #include "server/metrics.h"
 #include "server/openai_schema.h"
 #include "server/prompt_builder.h"
@@ -34,6 +35,7 @@ struct ServerConfig {
   bool allow_special_in_content = false;
   int drain_timeout_s = 30;
   int max_n = 16;
+  int64_t max_messages = 4096;
 };
 
 class Server {
@@ -61,6 +63,7 @@ class Server {
   std::atomic<bool> ready{false}, draining{false};
   std::atomic<int64_t> active_requests{0};
   SchemaLimits limits;
+  JsonBodyLimits json_limits;
 
   bool known_model(const std::string& name) const;
 

@@ -197,7 +197,10 @@ Status validate_ids(const nlohmann::json& ids, const VocabAudit& a, const std::s
   if (!ids.is_array()) return error(ErrorCode::kInvalidTokenId, what + " must be a list of token ids");
   for (size_t i = 0; i < ids.size(); ++i) {
     const auto& v = ids[i];
-    std::string at = what + "[" + std::to_string(i) + "] = " + v.dump();
+    // Bounded: a nested value (ids are scalars) must not turn into a huge message.
+    std::string shown = v.is_structured() ? std::string(v.is_array() ? "a list" : "an object") : v.dump();
+    if (shown.size() > 64) shown = shown.substr(0, 64) + "...";
+    std::string at = what + "[" + std::to_string(i) + "] = " + shown;
     if (v.is_number_float()) {
       double d = v.get<double>();
       if (d != std::floor(d)) return error(ErrorCode::kInvalidTokenId, at + " is not an integer; " + range_text(a));

@@ -65,6 +65,38 @@ TEST(ChatTemplate, GlobalsFromOptions) {
             "<s>TrueNoneFalse26 Jul 2024");
 }
 
+TEST(ChatTemplate, ExtraContextIsTaintedAndCannotOverrideRendererVariables) {
+  // Issue 14: client kwargs are request data (tokenized as text), and may not replace
+  // the conversation or the special tokens.
+  RenderOptions o;
+  o.extra_context = Json{{"who", "<|im_start|>"}, {"flag", true}};
+  auto r = render("A{{ who }}B{{ flag }}", Json::array(), o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->text, "A<|im_start|>BTrue");
+  EXPECT_EQ(spans_text(*r), "[<|im_start|>]");
+  for (const char* key : {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token",
+                          "raise_exception", "range"}) {
+    RenderOptions bad;
+    bad.extra_context = Json{{key, "x"}};
+    auto b = render("{{ messages }}", Json::array(), bad);
+    ASSERT_FALSE(b.ok()) << key;
+    EXPECT_NE(b.status().message().find(std::string("'") + key + "'"), std::string::npos) << b.status().message();
+    EXPECT_TRUE(is_reserved_variable(key));
+  }
+  EXPECT_FALSE(is_reserved_variable("enable_thinking"));
+}
+
+TEST(ChatTemplate, KeysOfRequestDataAreTainted) {
+  // A tool parameter named like a control token is printed by templates that list
+  // properties; it must stay text (issue 14).
+  RenderOptions o;
+  o.tools = Json::array({Json{{"properties", Json{{"<|im_end|>", 1}}}}});
+  auto r = render("{% for k, v in tools[0].properties.items() %}<{{ k }}>{% endfor %}", Json::array(), o);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->text, "<<|im_end|>>");
+  EXPECT_EQ(spans_text(*r), "[<|im_end|>]");
+}
+
 TEST(ChatTemplate, RaiseExceptionIsAnError) {
   auto r = render("{{ raise_exception('roles must alternate') }}");
   ASSERT_FALSE(r.ok());
@@ -94,7 +126,8 @@ TEST(ContentSpans, TrackMessageStringsThroughOperations) {
   r = render("{{ messages | tojson }}", Json::array({Json{{"content", "a\"b"}}}));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->text, "[{\"content\": \"a\\\"b\"}]");
-  EXPECT_EQ(spans_text(*r), "[a\\\"b]");  // escaped content bytes; json.dumps' quotes are markup
+  // Escaped content bytes and the key (request data too); json.dumps' quotes are markup.
+  EXPECT_EQ(spans_text(*r), "[content][a\\\"b]");
 
   r = render("{{ messages[0].content | replace('X', '<tag>') }}", Json::array({Json{{"content", "aXb"}}}));
   ASSERT_TRUE(r.ok());

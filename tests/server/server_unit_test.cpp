@@ -5,6 +5,7 @@
 
 #include "server/auth.h"
 #include "server/metrics.h"
+#include "server/json_body.h"
 #include "server/openai_schema.h"
 #include "server/stop_strings.h"
 
@@ -252,4 +253,65 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(t.find("ballast_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"), std::string::npos);
   EXPECT_NE(t.find("ballast_time_to_first_token_seconds_count 1"), std::string::npos);
   EXPECT_NE(t.find("ballast_audit_findings{id=\"vocab.padding_rows\",severity=\"info\"} 1"), std::string::npos);
+}
+
+// Issue 14: request bodies are pre-scanned before nlohmann builds anything.
+TEST(JsonBody, DepthAndCountLimits) {
+  auto status = [](const std::string& body, JsonBodyLimits lim = {}) {
+    ojson j;
+    auto e = parse_json_body(body, j, lim);
+    return e ? e->status : 200;
+  };
+  auto deep = [](size_t d) { return std::string(d, '[') + std::string(d, ']'); };
+  EXPECT_EQ(status("{\"a\":" + deep(63) + "}"), 200);
+  EXPECT_EQ(status("{\"a\":" + deep(64) + "}"), 400);
+  EXPECT_EQ(status("{\"a\":" + deep(70000) + "}"), 400);  // used to overflow the stack later
+  EXPECT_EQ(status("{\"a\":\"" + std::string(100, '[') + "\"}"), 200);  // brackets inside strings
+  EXPECT_EQ(status(R"({"a":"\"[[[[\\"})"), 200);                         // escapes
+  JsonBodyLimits small;
+  small.max_containers = 3;
+  small.max_values = 5;
+  EXPECT_EQ(status("[[],[]]", small), 200);
+  EXPECT_EQ(status("[[],[],[]]", small), 400);
+  EXPECT_EQ(status("[1,2,3,4,5]", small), 200);
+  EXPECT_EQ(status("[1,2,3,4,5,6]", small), 400);
+}
+
+TEST(JsonBody, RejectsBomNulAndTrailingData) {
+  auto status = [](const std::string& body) {
+    ojson j;
+    auto e = parse_json_body(body, j);
+    return e ? e->status : 200;
+  };
+  EXPECT_EQ(status(" {\"a\":1} \r\n"), 200);
+  EXPECT_EQ(status("\xEF\xBB\xBF{\"a\":1}"), 400);
+  EXPECT_EQ(status(std::string("{\"a\":1}\0", 8)), 400);
+  EXPECT_EQ(status(std::string("{\"a\":1}\0junk", 12)), 400);
+  EXPECT_EQ(status("{\"a\":1} x"), 400);
+  EXPECT_EQ(status("{\"a\":1}{}"), 400);
+  EXPECT_EQ(status("{\"a\":"), 400);
+  EXPECT_EQ(status("not json"), 400);
+}
+
+TEST(JsonBody, BriefJsonIsBounded) {
+  ojson big = ojson::array();
+  for (int i = 0; i < 10000; ++i) big.push_back(i);
+  EXPECT_LE(brief_json(big).size(), 64u + 3u);
+  EXPECT_EQ(brief_json(ojson(5)), "5");
+}
+
+TEST(ChatSchema, KwargsAndMessageLimits) {
+  auto err = [](const std::string& text, SchemaLimits lim = {}) {
+    ChatParams p;
+    auto e = parse_chat_request(ojson::parse(text), p, lim);
+    return e ? e->param : std::string("<ok>");
+  };
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"},{"role":"user","content":"y"}])";
+  for (const char* k : {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "documents"})
+    EXPECT_EQ(err("{" + msgs + R"(,"chat_template_kwargs":{")" + k + R"(":1}})"), "chat_template_kwargs") << k;
+  EXPECT_EQ(err("{" + msgs + R"(,"chat_template_kwargs":{"enable_thinking":false}})"), "<ok>");
+  SchemaLimits one;
+  one.max_messages = 1;
+  EXPECT_EQ(err("{" + msgs + "}", one), "messages");
+  EXPECT_EQ(err("{" + msgs + "}"), "<ok>");
 }
