@@ -76,12 +76,22 @@ done
 say "generate --device cuda on the T5 fixtures (an encode step, then decoder steps with cross tables, through the engine) vs the CPU"
 for f in t5 t5_relu_tied; do
   ids=$(python3 -c "import json;print(','.join(map(str,json.load(open('tests/fixtures/$f/expected.json'))['cases'][0]['prompt_ids'])))")
-  g=$("$BUILD/bin/ballast" generate --device cuda --model tests/fixtures/$f --prompt-ids $ids -n 8 --temperature 0 --ignore-eos --json 2>&1 | tail -n 1)
-  c=$("$BUILD/bin/ballast" generate --device cpu --model tests/fixtures/$f --prompt-ids $ids -n 8 --temperature 0 --ignore-eos --json 2>&1 | tail -n 1)
+  g=$("$BUILD/bin/ballast" generate --device cuda --model tests/fixtures/$f --prompt-ids $ids -n 8 --temperature 0 --ignore-eos --top-logprobs 2 --json 2>&1 | tail -n 1)
+  c=$("$BUILD/bin/ballast" generate --device cpu --exact --model tests/fixtures/$f --prompt-ids $ids -n 8 --temperature 0 --ignore-eos --top-logprobs 2 --json 2>&1 | tail -n 1)
   echo "$f cuda: $g"; echo "$f cpu:  $c"
-  # The first 6 greedy ids (the reference's top-2 margins there are >= 0.36: clear of bf16 noise).
-  python3 -c "import json,sys; g,c=(json.loads(x)['ids'][:6] for x in sys.argv[1:]); sys.exit(g!=c)" "$g" "$c" \
-    || { echo "FAIL: $f greedy ids differ between cuda and cpu"; fail=1; }
+  # Greedy ids must agree up to the first step whose CPU top-2 margin is within bf16 noise
+  # (< 0.25); after a legitimate divergence the sequences differ, so comparison stops there.
+  python3 -c "
+import json, sys
+g, c = (json.loads(x) for x in sys.argv[1:])
+for i, (a, b) in enumerate(zip(g['ids'], c['ids'])):
+    top = c['top_logprobs'][i]
+    if top[0][1] - top[1][1] < 0.25:
+        sys.exit(0)
+    if a != b:
+        sys.exit(1)
+sys.exit(0 if g['ids'] and c['ids'] else 1)" "$g" "$c" \
+    || { echo "FAIL: $f greedy ids differ between cuda and cpu where the margin is clear"; fail=1; }
 done
 
 if [[ ${SANITIZE:-1} == 1 ]]; then
