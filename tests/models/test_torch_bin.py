@@ -64,8 +64,10 @@ def torch_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes] | None = N
 
 
 def generate(d: Path, ids=GPT2_IDS, n: int = 4):
+    # --exact: bf16 and f32 copies of the same values take the same fp32 math (the default
+    # kernels may route the two dtypes differently).
     return run("generate", "--model", d, "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", n,
-               "--temperature", 0, "--top-logprobs", 5, "--ignore-eos", "--json")
+               "--temperature", 0, "--top-logprobs", 5, "--ignore-eos", "--json", "--exact")
 
 
 def pickled_global(data: bytes) -> str:
