@@ -78,8 +78,9 @@ TEST_P(PackedAllTypes, MatchesReference) {
   if (!packable(t)) {
     PackedWeight pw;
     auto data = random_weight(t, 16, 256, 1);
-    EXPECT_FALSE(pack_weight({{t, 16, 256, data.data()}}, pw, nullptr));
-    GTEST_SKIP() << dtype_name(t) << " has no panel format (row kernels serve it)";
+    // No panel format (the row kernels serve it): packing must refuse it.
+    EXPECT_FALSE(pack_weight({{t, 16, 256, data.data()}}, pw, nullptr)) << dtype_name(t);
+    return;
   }
   if (!packed_supported()) GTEST_SKIP() << "CPU without AVX-512 VNNI";
   for (int64_t n : {1, 2, 3, 4, 5, 9}) check(t, 37, 512, n, 0);
