@@ -88,7 +88,7 @@ fuzz: fuzz-deps
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
 	  echo "== fuzz_$$t: $(FUZZ_SECONDS)s, max_len $$len"; \
 	  if ! $(FUZZ_BUILD)/bin/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$len \
-	    -timeout=25 -rss_limit_mb=2560 -print_final_stats=1 \
+	    -timeout=25 -rss_limit_mb=2560 -print_final_stats=1 $$([ -f fuzz/$$t.dict ] && echo -dict=fuzz/$$t.dict) \
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t \
 	    2>&1 | tee $(FUZZ_BUILD)/fuzz_$$t.log | { grep -E '^(==[0-9]+==|stat::number_of_executed_units|SUMMARY|Done)' || true; }; then \
 	    echo "fuzz_$$t FAILED: see $(FUZZ_BUILD)/fuzz_$$t.log and $(FUZZ_BUILD)/artifacts/$$t/"; exit 1; \
