@@ -37,6 +37,13 @@ Interpreter::DepthGuard::DepthGuard(Interpreter* i) : in(i) {
 Interpreter::Interpreter(const Limits& limits, std::shared_ptr<Scope> globals)
     : limits_(limits), globals_(std::move(globals)) {}
 
+Interpreter::~Interpreter() {
+  for (auto& s : macro_scopes_) {
+    s->vars.clear();
+    s->parent.reset();
+  }
+}
+
 void Interpreter::charge(uint64_t steps) {
   steps_ += steps;
   if (steps_ > limits_.max_steps) fail("template rendering exceeded its work limit");
@@ -208,6 +215,7 @@ void Interpreter::exec_for(const Stmt& s, const ScopePtr& scope) {
 
 Value Interpreter::make_macro(const std::string& name, const std::vector<Param>* params,
                               const Body* body, const ScopePtr& def_scope) {
+  if (macro_scopes_.empty() || macro_scopes_.back() != def_scope) macro_scopes_.push_back(def_scope);
   return Value::callable(
       name,
       [this, name, params, body, def_scope](Interpreter&, CallArgs& args) -> Value {

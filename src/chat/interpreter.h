@@ -36,6 +36,10 @@ using ScopePtr = std::shared_ptr<Scope>;
 class Interpreter {
  public:
   Interpreter(const Limits& limits, std::shared_ptr<Scope> globals);
+  // Breaks the scope <-> macro reference cycles (see macro_scopes_).
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   TString render(const Template& tmpl);  // throws TemplateException
 
@@ -60,6 +64,9 @@ class Interpreter {
   std::chrono::steady_clock::time_point deadline_;
   int depth_ = 0;
   int call_depth_ = 0;
+  // Scopes a macro closes over. A macro stored in (or below) its defining scope makes a
+  // shared_ptr cycle; the destructor clears these scopes so every render frees its values.
+  std::vector<ScopePtr> macro_scopes_;
 
   struct DepthGuard {
     Interpreter* in;

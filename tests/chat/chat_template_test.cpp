@@ -1,6 +1,8 @@
 // Unit tests for the chat template interpreter: exact outputs, content-span tracking,
 // resource limits, and robustness against malformed input.
 #include "chat/chat_template.h"
+#include "chat/interpreter.h"
+#include "chat/parser.h"
 
 #include <gtest/gtest.h>
 
@@ -218,6 +220,30 @@ TEST(Robustness, BadMessageShapesAreErrorsOrRender) {
   EXPECT_FALSE(t->render(Json::array({Json{{"content", 1}, {"role", "user"}}}), {}).ok());
   EXPECT_FALSE(t->render(Json(5), {}).ok());
   EXPECT_TRUE(t->render(Json::array(), {}).ok());
+}
+
+// Found by fuzz/jinja.cpp under LeakSanitizer: a macro closes over its defining scope and is
+// stored in it, a shared_ptr cycle that kept every render's scopes (messages included) alive.
+TEST(ChatTemplate, MacroScopesAreFreedAfterRender) {
+  const char* sources[] = {
+      "{% macro f(a) %}{{ a }}{% endmacro %}{{ f(1) }}",
+      "{% set ns = namespace(m=none) %}{% for i in [1, 2] %}{% macro g() %}{{ i }}{% endmacro %}"
+      "{% set ns.m = g %}{% endfor %}{{ ns.m() }}",
+      "{% macro w() %}[{{ caller() }}]{% endmacro %}{% call w() %}x{% endcall %}",
+      "{% macro f() %}{% endmacro %}{{ raise_exception('stop') }}",
+  };
+  for (const char* src : sources) {
+    auto tmpl = parse_template(src, ParseOptions{});
+    auto globals = std::make_shared<Scope>();
+    {
+      Interpreter in(Limits{}, globals);
+      try {
+        (void)in.render(*tmpl);
+      } catch (const TemplateException&) {
+      }
+    }
+    EXPECT_EQ(globals.use_count(), 1) << src;
+  }
 }
 
 }  // namespace
