@@ -13,36 +13,17 @@
 #include <cstring>
 
 #include "core/quant.h"
+#include "backend/cpu/q8_block.h"
 #include "backend/cpu/simd.h"
 
 namespace ballast::cpu {
 
 void quantize_q8a(const float* x, BlockQ8A* y, int64_t n) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.f);
   for (int64_t b = 0; b < n / 32; ++b, x += 32) {
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.f;
-    const float id = amax > 0.f ? 127.f / amax : 0.f;
-    const __m256 vid = _mm256_set1_ps(id);
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
-    const int32_t isum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
-    // packs interleave 128-bit lanes; the permute restores element order.
-    __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
-    __m256i p = _mm256_packs_epi16(p01, p23);
-    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), p);
+    int32_t lo, hi;
+    const float d = quantize_block32(x, y[b].qs, &lo, &hi);
     y[b].d = d;
-    y[b].s = d * static_cast<float>(isum);
+    y[b].s = d * static_cast<float>(lo + hi);
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/quant.h"
 #include "core/quant_blocks.h"
+#include "backend/cpu/q8_block.h"
 
 namespace ballast::cpu {
 namespace {
@@ -246,13 +247,6 @@ struct Act {
   }
 };
 
-inline int32_t hsum_i32_256(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
-
 // Token t of x: (cols) -> a's row t. Same rounding as quantize_q8a (nearest even).
 void quantize_token(const float* x, Act& a, int64_t t) {
   const int64_t cols = a.cols, nb = cols / 32;
@@ -260,27 +254,9 @@ void quantize_token(const float* x, Act& a, int64_t t) {
   float* dd = a.d.data() + t * nb;
   float* ss = a.s.data() + t * nb;
   int32_t* s16 = a.sum16.data() + t * (cols / 16);
-  const __m256 sign_bit = _mm256_set1_ps(-0.f);
   for (int64_t b = 0; b < nb; ++b, x += 32) {
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.f;
-    const float id = amax > 0.f ? 127.f / amax : 0.f;
-    const __m256 vid = _mm256_set1_ps(id);
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
-    const int32_t lo = hsum_i32_256(_mm256_add_epi32(i0, i1)), hi = hsum_i32_256(_mm256_add_epi32(i2, i3));
-    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * b), p);
+    int32_t lo, hi;
+    const float d = quantize_block32(x, q + 32 * b, &lo, &hi);
     dd[b] = d;
     ss[b] = d * static_cast<float>(lo + hi);
     s16[2 * b] = lo;
