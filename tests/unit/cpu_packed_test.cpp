@@ -1,8 +1,10 @@
-// Packed-panel kernels (AVX-512 VNNI) vs the dequantize-and-fp64 reference and vs the
-// row kernels (same 8-bit activations, so they agree up to float summation order).
+// Packed-panel kernels, every ISA path this CPU can run (AVX2 always, AVX-512 VNNI where
+// present), vs the dequantize-and-fp64 reference and vs the row kernels (same 8-bit
+// activations, so they agree up to float summation order).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "backend/cpu/matmul.h"
@@ -71,6 +73,22 @@ void check(DType t, int64_t rows, int64_t cols, int64_t n, int threads) {
   EXPECT_LT(rows_err / rms_ref, 1e-4) << "packed and row kernels disagree beyond rounding";
 }
 
+constexpr PanelIsa kIsas[] = {PanelIsa::kAvx2, PanelIsa::kAvx512};
+
+// Caps the panel ISA for one scope.
+struct IsaScope {
+  explicit IsaScope(PanelIsa isa) { set_packed_isa_limit(isa); }
+  ~IsaScope() { set_packed_isa_limit(PanelIsa::kAvx512); }
+};
+
+TEST(CpuPacked, Avx2PanelsRunOnEveryBuildTarget) {
+  // AVX2 is the build's baseline: the panels must be available unless forced off.
+  if (std::getenv("BALLAST_CPU_KERNELS") && std::string(std::getenv("BALLAST_CPU_KERNELS")) == "rows")
+    GTEST_SKIP() << "BALLAST_CPU_KERNELS=rows";
+  IsaScope scope(PanelIsa::kAvx2);
+  EXPECT_EQ(packed_isa(), PanelIsa::kAvx2);
+}
+
 class PackedAllTypes : public ::testing::TestWithParam<DType> {};
 
 TEST_P(PackedAllTypes, MatchesReference) {
@@ -82,18 +100,27 @@ TEST_P(PackedAllTypes, MatchesReference) {
     EXPECT_FALSE(pack_weight({{t, 16, 256, data.data()}}, pw, nullptr)) << dtype_name(t);
     return;
   }
-  if (!packed_supported()) GTEST_SKIP() << "CPU without AVX-512 VNNI";
-  for (int64_t n : {1, 2, 3, 4, 5, 9}) check(t, 37, 512, n, 0);
-  check(t, 48, 768, 1, 2);
-  check(t, 70, 512, 70, 2);    // token tiles of 64 + remainder, threaded
-  check(t, 33, 1024, 131, 2);
+  int ran = 0;
+  for (PanelIsa isa : kIsas) {
+    IsaScope scope(isa);
+    if (packed_isa() != isa) continue;  // this CPU lacks it (AVX2 is the build's baseline)
+    SCOPED_TRACE(panel_isa_name(isa));
+    ++ran;
+    for (int64_t n : {1, 2, 3, 4, 5, 9}) check(t, 37, 512, n, 0);
+    check(t, 48, 768, 1, 2);
+    check(t, 70, 512, 70, 2);    // token tiles of 64 + remainder, threaded
+    check(t, 33, 1024, 131, 2);
+  }
+  EXPECT_GE(ran, 1) << "no panel ISA ran";
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, PackedAllTypes, ::testing::ValuesIn(kAllDTypes),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(CpuPacked, ZeroActivationGivesZero) {
-  if (!packed_supported()) GTEST_SKIP() << "CPU without AVX-512 VNNI";
+  for (PanelIsa isa : kIsas) {
+  IsaScope scope(isa);
+  if (packed_isa() != isa) continue;
   for (DType t : kAllDTypes) {
     if (!packable(t)) continue;
     auto data = random_weight(t, 16, 256, 3);
@@ -101,7 +128,8 @@ TEST(CpuPacked, ZeroActivationGivesZero) {
     ASSERT_TRUE(pack_weight({{t, 16, 256, data.data()}}, pw, nullptr));
     std::vector<float> x(256, 0.f), y(16, NAN);
     packed_matmul(pw, x.data(), 1, y.data(), 16, nullptr);
-    for (float v : y) EXPECT_EQ(v, 0.f) << dtype_name(t);
+    for (float v : y) EXPECT_EQ(v, 0.f) << dtype_name(t) << " " << panel_isa_name(isa);
+  }
   }
 }
 

@@ -1,7 +1,7 @@
-// Quantized weights repacked at load into 16-row panels for the AVX-512 VNNI kernels:
-// one zmm holds 4 consecutive columns of 16 rows, so a broadcast 4-byte group of the
-// 8-bit activation feeds 16 rows per vpdpbusd, decode and prompt GEMM alike.
-// Internal to backend/cpu.
+// Quantized weights repacked at load into 16-row panels for the integer kernels: 4
+// consecutive columns of 16 rows are 64 contiguous bytes, so a broadcast 4-byte group of
+// the 8-bit activation feeds 16 rows (one zmm: vpdpbusd on AVX-512 VNNI) or 8 rows (one
+// ymm: vpmaddubsw on AVX2), decode and prompt GEMM alike. Internal to backend/cpu.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -32,10 +32,19 @@ struct PackedWeight {
   const uint8_t* panel(int64_t p) const { return data.get() + static_cast<size_t>(p) * panel_bytes; }
 };
 
-// True where the CPU has AVX-512 F/BW/VL + VNNI (and the kernels are enabled).
+// Which panel kernels run: AVX-512 F/BW/VL/DQ + VNNI where the CPU has them, else AVX2
+// (the build's baseline); kNone with BALLAST_CPU_KERNELS=rows (row kernels everywhere).
+// BALLAST_CPU_KERNELS=avx2 keeps AVX-512 machines on the AVX2 panels.
+enum class PanelIsa : uint8_t { kNone, kAvx2, kAvx512 };
+PanelIsa packed_isa();
+const char* panel_isa_name(PanelIsa isa);
+// True when packed_isa() != kNone.
 bool packed_supported();
+// Tests/benchmarks: caps the ISA at `max` (kNone disables the panels; kAvx512 restores
+// the automatic choice). The CPU's own limits still apply.
+void set_packed_isa_limit(PanelIsa max);
 // Tests/benchmarks: disables the packed kernels (matmul falls back to the row kernels).
-void set_packed_disabled(bool disabled);
+inline void set_packed_disabled(bool disabled) { set_packed_isa_limit(disabled ? PanelIsa::kNone : PanelIsa::kAvx512); }
 
 // Whether weights of dtype t can be packed (independent of the CPU).
 bool packable(DType t);
