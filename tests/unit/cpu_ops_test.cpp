@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 #include <limits>
 #include <vector>
 
@@ -214,13 +215,16 @@ std::vector<double> attention_ref(const std::vector<float>& q, int64_t n_q, int6
   return out;
 }
 
-void check_attention(int64_t n_q, int64_t pos0, int64_t window, float cap, bool threaded) {
-  SCOPED_TRACE("n_q=" + std::to_string(n_q) + " pos0=" + std::to_string(pos0) + " window=" + std::to_string(window));
+void check_attention(int64_t n_q, int64_t pos0, int64_t window, float cap, bool threaded, int64_t n_heads = 8,
+                     int64_t n_kv_heads = 2, int64_t head_dim = 32) {
+  SCOPED_TRACE("n_q=" + std::to_string(n_q) + " pos0=" + std::to_string(pos0) + " window=" + std::to_string(window) +
+               " heads=" + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " head_dim=" +
+               std::to_string(head_dim));
   AttentionParams p;
-  p.n_heads = 8;
-  p.n_kv_heads = 2;
-  p.head_dim = 32;
-  p.scale = 1.f / std::sqrt(32.f);
+  p.n_heads = n_heads;
+  p.n_kv_heads = n_kv_heads;
+  p.head_dim = head_dim;
+  p.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
   p.softcap = cap;
   p.window = window;
   const int64_t stride = p.n_kv_heads * p.head_dim + 5;  // padded rows
@@ -243,6 +247,16 @@ TEST(CpuOps, AttentionSoftcap) { check_attention(4, 10, 0, 5.f, true); }
 TEST(CpuOps, AttentionLongDecode) { check_attention(1, 700, 0, 0.f, true); }
 TEST(CpuOps, AttentionLongPrefillMixedSpans) { check_attention(40, 250, 0, 0.f, true); }
 TEST(CpuOps, AttentionLongWindowed) { check_attention(3, 900, 300, 3.f, false); }
+// Odd groups (SmolLM2: 9 heads over 3 kv heads, head_dim 64), head dims that are not a
+// multiple of the vector width (generic path), Gemma's 256, prompts and decode.
+TEST(CpuOps, AttentionShapes) {
+  for (auto [h, kv, d] : {std::tuple<int64_t, int64_t, int64_t>{9, 3, 64}, {4, 4, 36}, {4, 1, 256}, {6, 2, 24}}) {
+    check_attention(37, 0, 0, 0.f, true, h, kv, d);
+    check_attention(5, 300, 0, 0.f, true, h, kv, d);
+    check_attention(1, 611, 0, 0.f, true, h, kv, d);
+    check_attention(20, 100, 50, 0.f, false, h, kv, d);
+  }
+}
 
 }  // namespace
 }  // namespace ballast::cpu

@@ -48,17 +48,27 @@ bool attention_fast_decode_supported(const AttentionParams& p);
 bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
                          int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
                          float* max_out, float* sum_out, float* const* acc_out);
+// attention_avx2.cpp: the same two kernels with 8-lane vectors (CPUs without AVX-512).
+bool attention_tiled_avx2(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+                          int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool,
+                          const int32_t* blocks);
+bool attention_avx2_supported(const AttentionParams& p);
+void attend_chunk_avx2(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+                       int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
+                       float* max_out, float* sum_out, float* const* acc_out);
 
 namespace {
 
 void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* v, int64_t kv_stride,
                   const int32_t* blocks, int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi,
                   const AttentionParams& p, Partial* parts, std::vector<float>& scores) {
-  if (group <= 16 && !p.rel_bias && attention_fast_decode_supported(p)) {
+  const bool avx512 = attention_fast_decode_supported(p);
+  if (group <= 16 && !p.rel_bias && (avx512 || attention_avx2_supported(p))) {
     float mx[16], sm[16];
     float* acc[16];
     for (int64_t j = 0; j < group; ++j) acc[j] = parts[j].acc;
-    attend_chunk_avx512(q_i, k, v, kv_stride, blocks, g, h0, group, lo, hi, p, mx, sm, acc);
+    if (avx512) attend_chunk_avx512(q_i, k, v, kv_stride, blocks, g, h0, group, lo, hi, p, mx, sm, acc);
+    else attend_chunk_avx2(q_i, k, v, kv_stride, blocks, g, h0, group, lo, hi, p, mx, sm, acc);
     for (int64_t j = 0; j < group; ++j) {
       parts[j].max = mx[j];
       parts[j].sum = sm[j];
@@ -103,7 +113,9 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
                int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
   // The tiled kernels are causal and unbiased: encoder spans, cross-attention and relative
   // biases take the generic path.
-  if (n_q >= 8 && p.kv_len < 0 && !p.rel_bias && attention_tiled(q, n_q, q_pos0, k, v, kv_stride, out, p, pool, blocks))
+  if (n_q >= 8 && p.kv_len < 0 && !p.rel_bias &&
+      (attention_tiled(q, n_q, q_pos0, k, v, kv_stride, out, p, pool, blocks) ||
+       attention_tiled_avx2(q, n_q, q_pos0, k, v, kv_stride, out, p, pool, blocks)))
     return;
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads;
   const int64_t longest = [&] {
