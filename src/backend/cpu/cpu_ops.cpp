@@ -82,19 +82,25 @@ class CpuOps : public backend::Ops {
       backend::Ops::Scope s(*this);  // the (n, 2F) product is released before y is used
       Tensor gu = linear(x, gate_up, backend::kNoWeight);
       if (!ok()) return y;
-      for (int64_t t = 0; t < x.rows; ++t) {
-        const float* g = data(gu) + t * 2 * F;  // [gate | up]
-        float* o = data(y) + t * F;
-        if (act == backend::Act::kSilu) {
-          swiglu(o, g, g + F, F);
-        } else if (act == backend::Act::kGeluTanh) {
-          geglu_tanh(o, g, g + F, F);
-        } else {
-          std::memcpy(o, g, static_cast<size_t>(F) * 4);
-          apply_act(o, F, act);
-          mul(o, o, g + F, F);
+      // Prompts: tokens split over the pool (the product is (n, 2F), too big for one core
+      // to finish while the other waits); a decode token stays on this thread.
+      auto rows = [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* g = data(gu) + t * 2 * F;  // [gate | up]
+          float* o = data(y) + t * F;
+          if (act == backend::Act::kSilu) {
+            swiglu(o, g, g + F, F);
+          } else if (act == backend::Act::kGeluTanh) {
+            geglu_tanh(o, g, g + F, F);
+          } else {
+            std::memcpy(o, g, static_cast<size_t>(F) * 4);
+            apply_act(o, F, act);
+            mul(o, o, g + F, F);
+          }
         }
-      }
+      };
+      if (x.rows >= 4) be_.pool().parallel_for(x.rows, rows);
+      else rows(0, x.rows);
     }
     return y;
   }
@@ -109,7 +115,14 @@ class CpuOps : public backend::Ops {
 
   void add(Tensor residual, Tensor y) override {
     if (!ok()) return;
-    cpu::add(data(residual), data(residual), data(y), residual.rows * residual.cols);
+    const int64_t cols = residual.cols;
+    if (residual.rows >= 8) {
+      be_.pool().parallel_for(residual.rows, [&](int64_t t0, int64_t t1) {
+        cpu::add(data(residual) + t0 * cols, data(residual) + t0 * cols, data(y) + t0 * cols, (t1 - t0) * cols);
+      });
+    } else {
+      cpu::add(data(residual), data(residual), data(y), residual.rows * cols);
+    }
   }
 
   Tensor attention(Tensor qkv, const backend::AttentionSpec& a) override;
