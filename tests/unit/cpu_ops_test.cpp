@@ -216,7 +216,7 @@ std::vector<double> attention_ref(const std::vector<float>& q, int64_t n_q, int6
 }
 
 void check_attention(int64_t n_q, int64_t pos0, int64_t window, float cap, bool threaded, int64_t n_heads = 8,
-                     int64_t n_kv_heads = 2, int64_t head_dim = 32) {
+                     int64_t n_kv_heads = 2, int64_t head_dim = 32, bool f16 = false) {
   SCOPED_TRACE("n_q=" + std::to_string(n_q) + " pos0=" + std::to_string(pos0) + " window=" + std::to_string(window) +
                " heads=" + std::to_string(n_heads) + "/" + std::to_string(n_kv_heads) + " head_dim=" +
                std::to_string(head_dim));
@@ -233,7 +233,18 @@ void check_attention(int64_t n_q, int64_t pos0, int64_t window, float cap, bool 
   auto k = random_floats(n_kv * stride, 17, 2.f), v = random_floats(n_kv * stride, 18);
   std::vector<float> out(q.size(), NAN);
   ThreadPool pool(2);
-  attention(q.data(), n_q, pos0, k.data(), v.data(), stride, out.data(), p, threaded ? &pool : nullptr);
+  if (f16) {
+    // Half-float pools: the reference sees the values the pool holds.
+    std::vector<uint16_t> k16(k.size()), v16(v.size());
+    f32_to_f16_row(k.data(), k16.data(), static_cast<int64_t>(k.size()));
+    f32_to_f16_row(v.data(), v16.data(), static_cast<int64_t>(v.size()));
+    f16_to_f32_row(k16.data(), k.data(), static_cast<int64_t>(k.size()));
+    f16_to_f32_row(v16.data(), v.data(), static_cast<int64_t>(v.size()));
+    p.kv_f16 = true;
+    attention(q.data(), n_q, pos0, k16.data(), v16.data(), stride, out.data(), p, threaded ? &pool : nullptr);
+  } else {
+    attention(q.data(), n_q, pos0, k.data(), v.data(), stride, out.data(), p, threaded ? &pool : nullptr);
+  }
   expect_near_rel(out, attention_ref(q, n_q, pos0, k, v, stride, p), 2e-5);
 }
 
@@ -256,6 +267,30 @@ TEST(CpuOps, AttentionShapes) {
     check_attention(1, 611, 0, 0.f, true, h, kv, d);
     check_attention(20, 100, 50, 0.f, false, h, kv, d);
   }
+}
+
+// Half-float K/V pools (the default mode's cache): prompts, decode, windows, soft-cap,
+// the generic path (head_dim 36) and long spans split into key chunks.
+TEST(CpuOps, AttentionHalfFloatCache) {
+  for (auto [h, kv, d] : {std::tuple<int64_t, int64_t, int64_t>{9, 3, 64}, {4, 4, 36}, {8, 2, 32}}) {
+    check_attention(37, 0, 0, 0.f, true, h, kv, d, true);
+    check_attention(1, 611, 0, 0.f, true, h, kv, d, true);
+    check_attention(12, 30, 8, 0.f, true, h, kv, d, true);
+    check_attention(4, 10, 0, 5.f, false, h, kv, d, true);
+  }
+}
+
+TEST(CpuOps, HalfFloatRowsRoundTrip) {
+  std::vector<float> x = {0.f, -0.f, 1.f, -2.5f, 65504.f, 1e-8f, 3.14159f, 0.1f, 100000.f};
+  std::vector<uint16_t> h(x.size());
+  std::vector<float> y(x.size());
+  f32_to_f16_row(x.data(), h.data(), static_cast<int64_t>(x.size()));
+  f16_to_f32_row(h.data(), y.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(y[2], 1.f);
+  EXPECT_EQ(y[3], -2.5f);
+  EXPECT_EQ(y[4], 65504.f);
+  EXPECT_NEAR(y[6], 3.14159f, 1e-3);
+  EXPECT_TRUE(std::isinf(y[8]));  // beyond half range
 }
 
 }  // namespace

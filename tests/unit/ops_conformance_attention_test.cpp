@@ -1,8 +1,11 @@
 // Attention conformance on the CPU backend: every case of
 // ops_conformance_attention_cases.h and ops_conformance_encdec_cases.h against the
-// float64 reference (see those headers).
+// float64 reference (see those headers), in both CPU modes: --exact (float KV cache, the
+// cases' own tolerances) and the default (half-float KV cache: outputs within 4e-3 of
+// the reference, about four half-float ulps of the cached K and V).
 #include <gtest/gtest.h>
 
+#include "backend/cpu/matmul.h"
 #include "ops_conformance_attention_cases.h"
 #include "ops_conformance_encdec_cases.h"
 #include "ops_conformance_gtest.h"
@@ -11,7 +14,12 @@ namespace ballast::ops_test {
 namespace {
 
 class OpsAttention : public ::testing::TestWithParam<OpCase> {};
-TEST_P(OpsAttention, Cpu) { run_on_cpu(GetParam()); }
+TEST_P(OpsAttention, Cpu) {
+  cpu::set_matmul_exact(true);
+  run_on_cpu(GetParam());
+  cpu::set_matmul_exact(false);
+}
+TEST_P(OpsAttention, CpuHalfFloatCache) { run_on_cpu(GetParam(), 4e-3); }
 INSTANTIATE_TEST_SUITE_P(Ops, OpsAttention, ::testing::ValuesIn(attention_cases()),
                          [](const ::testing::TestParamInfo<OpCase>& i) { return i.param.name; });
 INSTANTIATE_TEST_SUITE_P(EncDec, OpsAttention, ::testing::ValuesIn(encdec_cases()),

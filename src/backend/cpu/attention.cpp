@@ -3,6 +3,8 @@
 // the query heads sharing a kv head read each K/V row once, and long spans split into
 // key chunks (partial softmax states merged afterwards) so one decode query still
 // keeps every thread busy.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -42,24 +44,24 @@ inline int64_t cache_row(const int32_t* blocks, int64_t t) {
 }  // namespace
 
 // attention_tiled.cpp: AVX-512 kernels (batches as tiles; one key chunk of one query).
-bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v, int64_t kv_stride,
+bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v, int64_t kv_stride,
                      float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks);
 bool attention_fast_decode_supported(const AttentionParams& p);
-bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+bool attend_chunk_avx512(const float* q_i, const void* k, const void* v, int64_t kv_stride, const int32_t* blocks,
                          int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
                          float* max_out, float* sum_out, float* const* acc_out);
 // attention_avx2.cpp: the same two kernels with 8-lane vectors (CPUs without AVX-512).
-bool attention_tiled_avx2(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+bool attention_tiled_avx2(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v,
                           int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool,
                           const int32_t* blocks);
 bool attention_avx2_supported(const AttentionParams& p);
-void attend_chunk_avx2(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+void attend_chunk_avx2(const float* q_i, const void* k, const void* v, int64_t kv_stride, const int32_t* blocks,
                        int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
                        float* max_out, float* sum_out, float* const* acc_out);
 
 namespace {
 
-void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* v, int64_t kv_stride,
+void attend_chunk(const float* q_i, int64_t q_pos, const void* k, const void* v, int64_t kv_stride,
                   const int32_t* blocks, int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi,
                   const AttentionParams& p, Partial* parts, std::vector<float>& scores) {
   const bool avx512 = attention_fast_decode_supported(p);
@@ -77,9 +79,11 @@ void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* 
   }
   const int64_t d = p.head_dim, n = hi - lo + 1;
   scores.resize(group * n);
-  const float* kb = k + g * d;
+  thread_local std::vector<float> row_tmp;
+  row_tmp.resize(d);
   for (int64_t t = 0; t < n; ++t) {
-    const float* kr = kb + cache_row(blocks, lo + t) * kv_stride;  // one K row serves all heads of the group
+    // One K row serves all heads of the group.
+    const float* kr = kv_head_row(k, cache_row(blocks, lo + t), kv_stride, g, d, p.kv_f16, row_tmp.data());
     for (int64_t j = 0; j < group; ++j) scores[j * n + t] = p.scale * dot_f32(q_i + (h0 + j) * d, kr, d);
   }
   if (p.rel_bias) {
@@ -100,16 +104,15 @@ void attend_chunk(const float* q_i, int64_t q_pos, const float* k, const float* 
     parts[j].sum = sum;
     std::fill(parts[j].acc, parts[j].acc + d, 0.f);
   }
-  const float* vb = v + g * d;
   for (int64_t t = 0; t < n; ++t) {
-    const float* vr = vb + cache_row(blocks, lo + t) * kv_stride;
+    const float* vr = kv_head_row(v, cache_row(blocks, lo + t), kv_stride, g, d, p.kv_f16, row_tmp.data());
     for (int64_t j = 0; j < group; ++j) axpy(parts[j].acc, scores[j * n + t], vr, d);
   }
 }
 
 }  // namespace
 
-void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+void attention(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v,
                int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
   // The tiled kernels are causal and unbiased: encoder spans, cross-attention and relative
   // biases take the generic path.
@@ -194,6 +197,21 @@ void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, cons
   } else {
     merge(0, n_q * p.n_heads);
   }
+}
+
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
 }  // namespace ballast::cpu

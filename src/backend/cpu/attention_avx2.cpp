@@ -55,6 +55,10 @@ inline __m256 exp8(__m256 x) {
   return _mm256_andnot_ps(small, p);
 }
 
+// 8 K/V values as floats, from a float or half-float row.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
 inline float hmax8(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -92,15 +96,15 @@ inline void qk_rows(const float* qr, int64_t d, const float* kt, float* s) {
 }
 
 // O[r][c0 .. c0 + 8 NV) += sum_c P[r][c] * V_c[c0 ..], rows [0, RB), keys [0, nk).
-template <int RB, int NV>
-inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64_t c0, float* o, int64_t d,
+template <int RB, int NV, class V>
+inline void pv_rows(const float* p, const V* const* vrows, int64_t nk, int64_t c0, float* o, int64_t d,
                     int64_t ps) {
   __m256 acc[RB][NV];
   for (int r = 0; r < RB; ++r)
     for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_loadu_ps(o + r * d + c0 + 8 * j);
   for (int64_t c = 0; c < nk; ++c) {
     __m256 v[NV];
-    for (int j = 0; j < NV; ++j) v[j] = _mm256_loadu_ps(vrows[c] + c0 + 8 * j);
+    for (int j = 0; j < NV; ++j) v[j] = load8(vrows[c] + c0 + 8 * j);
 #pragma GCC unroll 2
     for (int r = 0; r < RB; ++r) {
       const __m256 pv = _mm256_broadcast_ss(p + r * ps + c);
@@ -111,14 +115,14 @@ inline void pv_rows(const float* p, const float* const* vrows, int64_t nk, int64
     for (int j = 0; j < NV; ++j) _mm256_storeu_ps(o + r * d + c0 + 8 * j, acc[r][j]);
 }
 
-template <int RB>
-void pv_block(const float* p, const float* const* vrows, int64_t nk, float* o, int64_t d, int64_t ps) {
+template <int RB, class V>
+void pv_block(const float* p, const V* const* vrows, int64_t nk, float* o, int64_t d, int64_t ps) {
   for (int64_t c0 = 0; c0 < d; c0 += 32) {
     switch (std::min<int64_t>(4, (d - c0) / 8)) {
-      case 4: pv_rows<RB, 4>(p, vrows, nk, c0, o, d, ps); break;
-      case 3: pv_rows<RB, 3>(p, vrows, nk, c0, o, d, ps); break;
-      case 2: pv_rows<RB, 2>(p, vrows, nk, c0, o, d, ps); break;
-      default: pv_rows<RB, 1>(p, vrows, nk, c0, o, d, ps); break;
+      case 4: pv_rows<RB, 4, V>(p, vrows, nk, c0, o, d, ps); break;
+      case 3: pv_rows<RB, 3, V>(p, vrows, nk, c0, o, d, ps); break;
+      case 2: pv_rows<RB, 2, V>(p, vrows, nk, c0, o, d, ps); break;
+      default: pv_rows<RB, 1, V>(p, vrows, nk, c0, o, d, ps); break;
     }
   }
 }
@@ -131,19 +135,21 @@ inline __m256 reduce8(const __m256* a) {
 }
 
 // Dot of q (pre-scaled) with key row kr, d = 8 * nv, as 8 lanes.
-inline __m256 dot_lanes(const float* q, const float* kr, int64_t d) {
-  __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kr));
-  for (int64_t c = 8; c < d; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kr + c), acc);
+template <class K>
+inline __m256 dot_lanes(const float* q, const K* kr, int64_t d) {
+  __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), load8(kr));
+  for (int64_t c = 8; c < d; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), load8(kr + c), acc);
   return acc;
 }
 
 struct TileBuffers {
   std::vector<float> q, o, s, kt, m, l;
+  std::vector<float> krow, vbuf;  // f16 pools: a converted K row; the chunk's V rows (keys, d)
   std::vector<const float*> vrows;
 };
 
 // Queries [i0, i1) of kv head g.
-void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const float* k, const float* v,
+void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const void* k, const void* v,
                  int64_t kv_stride, const int32_t* blocks, int64_t g, float* out, const AttentionParams& p,
                  TileBuffers& b) {
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads, nq = i1 - i0, R = nq * group;
@@ -154,6 +160,10 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
   b.m.assign(R, -std::numeric_limits<float>::infinity());
   b.l.assign(R, 0.f);
   b.vrows.resize(kKeys);
+  if (p.kv_f16) {
+    b.krow.resize(d);
+    b.vbuf.resize(kKeys * d);
+  }
   // Row r = (query i0 + r / group, head g * group + r % group).
   for (int64_t r = 0; r < R; ++r) {
     const float* src = q + ((i0 + r / group) * p.n_heads + g * group + r % group) * d;
@@ -167,9 +177,9 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
     for (int64_t c = 0; c < kKeys; ++c) {
       if (c < nk) {
         const int64_t row = cache_row_of(blocks, kc + c);
-        const float* kr = k + row * kv_stride + g * d;
+        const float* kr = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.krow.data());
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = kr[j];
-        b.vrows[c] = v + row * kv_stride + g * d;
+        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + c * d);
       } else {
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = 0.f;
       }
@@ -221,30 +231,33 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
 
 struct ChunkBuffers {
   std::vector<float> q, s, o;
-  std::vector<const float*> krows, vrows;
 };
 
 }  // namespace
 
 bool attention_avx2_supported(const AttentionParams& p) { return avx2_enabled() && p.head_dim % 8 == 0; }
 
-// One query's heads [h0, h0 + group) (kv head g) over keys [lo, hi]: unnormalized
-// acc[j] (head_dim), max[j], sum[j], as attention.cpp's key-chunk jobs need them.
-void attend_chunk_avx2(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
-                       int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
-                       float* max_out, float* sum_out, float* const* acc_out) {
+namespace {
+
+// One query's heads [h0, h0 + group) (kv head g) over keys [lo, hi], K/V elements E
+// (float or half) read in place.
+template <class E>
+void attend_chunk_t(const float* q_i, const E* k, const E* v, int64_t kv_stride, const int32_t* blocks, int64_t g,
+                    int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p, float* max_out,
+                    float* sum_out, float* const* acc_out) {
   const int64_t d = p.head_dim, n = hi - lo + 1;
   thread_local ChunkBuffers b;
+  thread_local std::vector<const E*> krows, vrows;
   b.q.resize(group * d);  // (group, d) pre-scaled
   b.s.resize(group * n);  // (group, n) scores, then probabilities
-  b.krows.resize(n);
-  b.vrows.resize(n);
+  krows.resize(n);
+  vrows.resize(n);
   for (int64_t j = 0; j < group; ++j)
     for (int64_t c = 0; c < d; ++c) b.q[j * d + c] = q_i[(h0 + j) * d + c] * p.scale;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t row = cache_row_of(blocks, lo + t) * kv_stride + g * d;
-    b.krows[t] = k + row;
-    b.vrows[t] = v + row;
+    krows[t] = k + row;
+    vrows[t] = v + row;
   }
   for (int64_t j = 0; j < group; ++j) {
     const float* qj = b.q.data() + j * d;
@@ -252,10 +265,10 @@ void attend_chunk_avx2(const float* q_i, const float* k, const float* v, int64_t
     int64_t t = 0;
     for (; t + 8 <= n; t += 8) {
       __m256 a[8];
-      for (int u = 0; u < 8; ++u) a[u] = dot_lanes(qj, b.krows[t + u], d);
+      for (int u = 0; u < 8; ++u) a[u] = dot_lanes(qj, krows[t + u], d);
       _mm256_storeu_ps(s + t, reduce8(a));
     }
-    for (; t < n; ++t) s[t] = hsum8(dot_lanes(qj, b.krows[t], d));
+    for (; t < n; ++t) s[t] = hsum8(dot_lanes(qj, krows[t], d));
     if (p.softcap > 0.f)
       for (t = 0; t < n; ++t) s[t] = p.softcap * std::tanh(s[t] / p.softcap);
     float m = -std::numeric_limits<float>::infinity();
@@ -281,12 +294,27 @@ void attend_chunk_avx2(const float* q_i, const float* k, const float* v, int64_t
   // acc rows: heads of the group, zeroed, then P V with the heads as register rows.
   b.o.assign(group * d, 0.f);
   int64_t r = 0;
-  for (; r + 2 <= group; r += 2) pv_block<2>(b.s.data() + r * n, b.vrows.data(), n, b.o.data() + r * d, d, n);
-  for (; r < group; ++r) pv_block<1>(b.s.data() + r * n, b.vrows.data(), n, b.o.data() + r * d, d, n);
+  for (; r + 2 <= group; r += 2) pv_block<2>(b.s.data() + r * n, vrows.data(), n, b.o.data() + r * d, d, n);
+  for (; r < group; ++r) pv_block<1>(b.s.data() + r * n, vrows.data(), n, b.o.data() + r * d, d, n);
   for (int64_t j = 0; j < group; ++j) std::copy(b.o.data() + j * d, b.o.data() + (j + 1) * d, acc_out[j]);
 }
 
-bool attention_tiled_avx2(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+}  // namespace
+
+// One query's heads [h0, h0 + group) (kv head g) over keys [lo, hi]: unnormalized
+// acc[j] (head_dim), max[j], sum[j], as attention.cpp's key-chunk jobs need them.
+void attend_chunk_avx2(const float* q_i, const void* k, const void* v, int64_t kv_stride, const int32_t* blocks,
+                       int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
+                       float* max_out, float* sum_out, float* const* acc_out) {
+  if (p.kv_f16)
+    attend_chunk_t(q_i, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), kv_stride, blocks, g, h0,
+                   group, lo, hi, p, max_out, sum_out, acc_out);
+  else
+    attend_chunk_t(q_i, static_cast<const float*>(k), static_cast<const float*>(v), kv_stride, blocks, g, h0, group,
+                   lo, hi, p, max_out, sum_out, acc_out);
+}
+
+bool attention_tiled_avx2(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v,
                           int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool,
                           const int32_t* blocks) {
   if (!attention_avx2_supported(p) || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0) return false;

@@ -133,11 +133,12 @@ inline __m512 dot_lanes(const float* q, const float* kr, int64_t d) {
 
 struct TileBuffers {
   std::vector<float> q, o, s, kt, m, l;
+  std::vector<float> krow, vbuf;  // f16 pools: a converted K row; the chunk's V rows (keys, d)
   std::vector<const float*> vrows;
 };
 
 // Queries [i0, i1) of kv head g.
-void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const float* k, const float* v,
+void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const void* k, const void* v,
                  int64_t kv_stride, const int32_t* blocks, int64_t g, float* out, const AttentionParams& p,
                  TileBuffers& b) {
   const int64_t d = p.head_dim, group = p.n_heads / p.n_kv_heads, nq = i1 - i0, R = nq * group;
@@ -148,6 +149,10 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
   b.m.assign(R, -std::numeric_limits<float>::infinity());
   b.l.assign(R, 0.f);
   b.vrows.resize(kKeys);
+  if (p.kv_f16) {
+    b.krow.resize(d);
+    b.vbuf.resize(kKeys * d);
+  }
   // Row r = (query i0 + r / group, head g * group + r % group), pre-scaled.
   for (int64_t r = 0; r < R; ++r) {
     const float* src = q + ((i0 + r / group) * p.n_heads + g * group + r % group) * d;
@@ -162,9 +167,9 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
     for (int64_t c = 0; c < kKeys; ++c) {
       if (c < nk) {
         const int64_t row = cache_row_of(blocks, kc + c);
-        const float* kr = k + row * kv_stride + g * d;
+        const float* kr = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.krow.data());
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = kr[j];
-        b.vrows[c] = v + row * kv_stride + g * d;
+        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + c * d);
       } else {
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = 0.f;
       }
@@ -215,6 +220,7 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const f
 }
 
 struct ChunkBuffers {
+  std::vector<float> kbuf, vbuf;  // f16 pools: the chunk's K and V rows converted, (n, d)
   std::vector<float> q, s;
   std::vector<const float*> krows, vrows;
 };
@@ -223,7 +229,7 @@ struct ChunkBuffers {
 
 // One query's heads [h0, h0 + group) (kv head g) over keys [lo, hi]: unnormalized
 // acc[j] (head_dim), max[j], sum[j], as attention.cpp's key-chunk jobs need them.
-bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64_t kv_stride, const int32_t* blocks,
+bool attend_chunk_avx512(const float* q_i, const void* k, const void* v, int64_t kv_stride, const int32_t* blocks,
                          int64_t g, int64_t h0, int64_t group, int64_t lo, int64_t hi, const AttentionParams& p,
                          float* max_out, float* sum_out, float* const* acc_out) {
   const int64_t d = p.head_dim, n = hi - lo + 1;
@@ -234,10 +240,14 @@ bool attend_chunk_avx512(const float* q_i, const float* k, const float* v, int64
   b.vrows.resize(n);
   for (int64_t j = 0; j < group; ++j)
     for (int64_t c = 0; c < d; ++c) b.q[j * d + c] = q_i[(h0 + j) * d + c] * p.scale;
+  if (p.kv_f16) {
+    b.kbuf.resize(n * d);
+    b.vbuf.resize(n * d);
+  }
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t row = cache_row_of(blocks, lo + t) * kv_stride + g * d;
-    b.krows[t] = k + row;
-    b.vrows[t] = v + row;
+    const int64_t row = cache_row_of(blocks, lo + t);
+    b.krows[t] = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.kbuf.data() + t * d);
+    b.vrows[t] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + t * d);
   }
   for (int64_t j = 0; j < group; ++j) {
     const float* qj = b.q.data() + j * d;
@@ -283,7 +293,7 @@ bool attention_fast_decode_supported(const AttentionParams& p) {
   return cpu_has_avx512() && p.head_dim % 16 == 0;
 }
 
-bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v, int64_t kv_stride,
+bool attention_tiled(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v, int64_t kv_stride,
                      float* out, const AttentionParams& p, ThreadPool* pool, const int32_t* blocks) {
   if (!cpu_has_avx512() || p.head_dim % 16 != 0 || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0) return false;
   const int64_t n_tiles = (n_q + kQueries - 1) / kQueries, n_jobs = n_tiles * p.n_kv_heads;

@@ -1,6 +1,9 @@
 // CPU backend: weights, KV pool, step driver and the host logits chain.
 #include "backend/cpu/cpu_backend.h"
 
+#include <cstdlib>
+#include <string>
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -76,10 +79,15 @@ int64_t CpuBackend::rows(backend::WeightId w) const {
 }
 
 Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t want) {
-  const int64_t per_block = layout.bytes_per_block(4);
+  // Half-float K/V unless the exact path is asked for (or BALLAST_CPU_KV=f32): decode
+  // reads the whole span every token, so its bytes are what long contexts cost.
+  const char* kv_env = std::getenv("BALLAST_CPU_KV");
+  const bool f16 = !matmul_exact() && !(kv_env && std::string(kv_env) == "f32");
+  const int64_t per_block = layout.bytes_per_block(f16 ? 2 : 4);
   if (want <= 0) want = std::max<int64_t>(1, (opts_.kv_ram_bytes > 0 ? opts_.kv_ram_bytes : int64_t(8) << 30) / per_block);
   if (opts_.kv_blocks > 0) want = opts_.kv_blocks;
-  if (kv_ && layout.n_layers == layout_.n_layers && layout.row() == layout_.row() && blocks_ >= want) return blocks_;
+  if (kv_ && layout.n_layers == layout_.n_layers && layout.row() == layout_.row() && blocks_ >= want && f16 == kv_f16_)
+    return blocks_;
   if (kv_) munmap(kv_, kv_bytes_);
   kv_ = nullptr;
   // Address space only: pages are committed when first written, so a large pool costs
@@ -88,7 +96,8 @@ Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t wan
   void* p = mmap(nullptr, kv_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return error(ErrorCode::kResourceExhausted, "KV cache: cannot reserve " + std::to_string(kv_bytes_ >> 20) + " MiB");
-  kv_ = static_cast<float*>(p);
+  kv_ = static_cast<uint8_t*>(p);
+  kv_f16_ = f16;
   layout_ = layout;
   blocks_ = want;
   return blocks_;

@@ -41,9 +41,11 @@ class CpuBackend : public backend::Backend {
   const backend::RopeTable& rope(backend::RopeId r) const { return ropes_[r]; }
   // y (n, rows) = x (n, cols) @ w^T.
   void matmul(backend::WeightId w, const float* x, int64_t n, float* y);
-  // Layer l's K or V pool: (blocks * 16, row) floats.
-  float* k_pool(int64_t l) { return kv_ + (2 * l) * layer_floats(); }
-  float* v_pool(int64_t l) { return kv_ + (2 * l + 1) * layer_floats(); }
+  // Layer l's K or V pool: (blocks * 16, row) elements, IEEE half floats when kv_f16()
+  // (the default: half the bytes decode streams per token) else float (--exact).
+  void* k_pool(int64_t l) { return kv_ + (2 * l) * layer_bytes(); }
+  void* v_pool(int64_t l) { return kv_ + (2 * l + 1) * layer_bytes(); }
+  bool kv_f16() const { return kv_f16_; }
   const backend::KvLayout& kv_layout() const { return layout_; }
   int64_t kv_blocks() const { return blocks_; }
   std::vector<float>& logits() { return logits_; }
@@ -53,7 +55,7 @@ class CpuBackend : public backend::Backend {
   static constexpr backend::WeightId kVectorBase = 1 << 24;  // vector ids live above matrix ids
 
  private:
-  int64_t layer_floats() const { return blocks_ * backend::kKvBlockTokens * layout_.row(); }
+  int64_t layer_bytes() const { return blocks_ * backend::kKvBlockTokens * layout_.row() * (kv_f16_ ? 2 : 4); }
   backend::BackendOptions opts_;
   std::shared_ptr<ThreadPool> pool_;
   std::vector<Matrix> mats_;
@@ -61,7 +63,8 @@ class CpuBackend : public backend::Backend {
   std::vector<backend::RopeTable> ropes_;
   backend::KvLayout layout_;
   int64_t blocks_ = 0;
-  float* kv_ = nullptr;  // mmap'd: committed page by page as blocks are first written
+  uint8_t* kv_ = nullptr;  // mmap'd: committed page by page as blocks are first written
+  bool kv_f16_ = false;
   size_t kv_bytes_ = 0;
   std::vector<float> logits_;  // (m, head rows) of the current step
   std::vector<float> scratch_;

@@ -10,6 +10,17 @@
 namespace ballast::cpu {
 namespace {
 
+// Writes one token's K and V rows (kw values each) at element offset `at` of the pools.
+void store_kv_row(void* kc, void* vc, int64_t at, const float* k, const float* v, int64_t kw, bool f16) {
+  if (f16) {
+    f32_to_f16_row(k, static_cast<uint16_t*>(kc) + at, kw);
+    f32_to_f16_row(v, static_cast<uint16_t*>(vc) + at, kw);
+  } else {
+    std::memcpy(static_cast<float*>(kc) + at, k, static_cast<size_t>(kw) * 4);
+    std::memcpy(static_cast<float*>(vc) + at, v, static_cast<size_t>(kw) * 4);
+  }
+}
+
 using backend::Tensor;
 
 class CpuOps : public backend::Ops {
@@ -245,8 +256,9 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
     }
   }
   float* qkvp = data(qkv);
-  float* kc = be_.k_pool(a.layer);
-  float* vc = be_.v_pool(a.layer);
+  void* kc = be_.k_pool(a.layer);
+  void* vc = be_.v_pool(a.layer);
+  const bool f16 = be_.kv_f16();
   if (!a.cross) {
     // Per-head q/k norm and RoPE, in place on the packed rows; K/V into the cache.
     const float* qn = a.q_norm == backend::kNoWeight ? nullptr : be_.vec(a.q_norm).data();
@@ -279,8 +291,7 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
           rope(k, a.n_kv_heads, hd, rot, c.data(), s.data(), layout);
         }
         const int64_t slot = plan_.slot(t);
-        std::memcpy(kc + slot * kw, k, static_cast<size_t>(kw) * 4);
-        std::memcpy(vc + slot * kw, v, static_cast<size_t>(kw) * 4);
+        store_kv_row(kc, vc, slot * kw, k, v, kw, f16);
       }
     });
   }
@@ -293,6 +304,7 @@ Tensor CpuOps::attention(Tensor qkv, const backend::AttentionSpec& a) {
   ap.window = a.window;
   ap.rel_bias = rel;
   ap.rel_max = a.rel_max;
+  ap.kv_f16 = f16;
   // Queries: a contiguous (n, qw) copy of the q heads.
   backend::Ops::Scope scope(*this);
   Tensor q = alloc(n_, qw);
@@ -329,14 +341,11 @@ void CpuOps::store_kv(Tensor kv, int layer) {
                                          " columns do not match the KV pool"));
     return;
   }
-  float* kc = be_.k_pool(layer);
-  float* vc = be_.v_pool(layer);
+  void* kc = be_.k_pool(layer);
+  void* vc = be_.v_pool(layer);
   const float* p = data(kv);
-  for (int64_t t = 0; t < n_; ++t) {
-    const int64_t slot = plan_.slot(t);
-    std::memcpy(kc + slot * kw, p + t * 2 * kw, static_cast<size_t>(kw) * 4);
-    std::memcpy(vc + slot * kw, p + t * 2 * kw + kw, static_cast<size_t>(kw) * 4);
-  }
+  for (int64_t t = 0; t < n_; ++t)
+    store_kv_row(kc, vc, plan_.slot(t) * kw, p + t * 2 * kw, p + t * 2 * kw + kw, kw, be_.kv_f16());
 }
 
 }  // namespace

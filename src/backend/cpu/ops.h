@@ -60,19 +60,33 @@ struct AttentionParams {
   // Additive bias (n_heads, 2 rel_max + 1) by clamped distance t - p (see backend::AttentionSpec).
   const float* rel_bias = nullptr;
   int64_t rel_max = 0;
+  bool kv_f16 = false;     // k, v hold IEEE half floats (else float)
 };
 
 // Causal attention of n_q consecutive queries against a KV cache span (or, with
 // p.kv_len >= 0, every query against keys [0, kv_len)).
 // q:   (n_q, n_heads, head_dim); query i sits at absolute position q_pos0 + i.
-// k,v: (>= q_pos0 + n_q rows, n_kv_heads * head_dim) with row stride kv_stride floats;
-//      row t holds position t.
+// k,v: (>= q_pos0 + n_q rows, n_kv_heads * head_dim) with row stride kv_stride elements,
+//      float or (p.kv_f16) IEEE half; row t holds position t.
 // out: (n_q, n_heads, head_dim). Query at p sees rows [max(0, p - window + 1), p].
 // blocks: a paged cache's block table (position t at row blocks[t / 16] * 16 + t % 16),
 // or null (row t holds position t).
 // pool may be null (serial); parallel over (query, head).
-void attention(const float* q, int64_t n_q, int64_t q_pos0, const float* k, const float* v,
+void attention(const float* q, int64_t n_q, int64_t q_pos0, const void* k, const void* v,
                int64_t kv_stride, float* out, const AttentionParams& p, ThreadPool* pool,
                const int32_t* blocks = nullptr);
+
+// n half floats -> float (F16C).
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+// n floats -> half floats, round to nearest even (F16C).
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+// Row `row` of head g of a K or V pool as floats: the row itself when the pool is float,
+// else converted into tmp (head_dim floats).
+inline const float* kv_head_row(const void* base, int64_t row, int64_t stride, int64_t g, int64_t d, bool f16,
+                                float* tmp) {
+  if (!f16) return static_cast<const float*>(base) + row * stride + g * d;
+  f16_to_f32_row(static_cast<const uint16_t*>(base) + row * stride + g * d, tmp, d);
+  return tmp;
+}
 
 }  // namespace ballast::cpu
