@@ -334,7 +334,7 @@ def test_error_400_unsupported_parameter(client):
         client.completions.create(model=MODEL, prompt="x", max_tokens=1, extra_body={"frobnicate": 1})
     assert e.value.param == "frobnicate" and "frobnicate" in e.value.message
     with pytest.raises(openai.BadRequestError) as e:
-        client.completions.create(model=MODEL, prompt="x", max_tokens=1, best_of=3)
+        client.completions.create(model=MODEL, prompt="x", max_tokens=1, n=3, best_of=2)
     assert e.value.param == "best_of"
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
