@@ -51,9 +51,13 @@ def unique_system():
             "mention prices in euros, never invent products, and be friendly to every customer who asks.")
 
 
+# Equality of results with and without a cache hit is asserted on --exact servers: in the default
+# CPU mode (no AVX-512 VNNI panels) a step of >= 24 tokens multiplies in fp32 and a smaller one with
+# 8-bit activations, so a token's numbers depend on the size of the step that computed it (chunked
+# prefill, concurrent batches and cache hits alike; docs/server.md "Prefix caching").
 @pytest.fixture(scope="module")
 def nocache_server(model_path):
-    s = ServerProcess(model_path, ["--ctx-size", "512", "--served-model-name", "smol", "--no-prefix-cache"])
+    s = ServerProcess(model_path, ["--ctx-size", "512", "--served-model-name", "smol", "--no-prefix-cache", "--exact"])
     yield s
     assert s.stop() == 0, s.logs()
 
@@ -63,9 +67,21 @@ def nocache(nocache_server):
     return client_of(nocache_server)
 
 
+@pytest.fixture(scope="module")
+def exact_server(model_path):
+    s = ServerProcess(model_path, ["--ctx-size", "512", "--served-model-name", "smol", "--exact"])
+    yield s
+    assert s.stop() == 0, s.logs()
+
+
+@pytest.fixture(scope="module")
+def exact(exact_server):
+    return client_of(exact_server)
+
+
 # --- prefix caching ---------------------------------------------------------------------------
 
-def test_prefix_cache_hit_on_shared_system_prompt(server, client, nocache):
+def test_prefix_cache_hit_on_shared_system_prompt(server, client, exact, nocache):
     system = unique_system()
     msgs = lambda q: [{"role": "system", "content": system}, {"role": "user", "content": q}]  # noqa: E731
     q0 = metric(server, "ballast_prefix_cache_queries_total")
@@ -80,30 +96,41 @@ def test_prefix_cache_hit_on_shared_system_prompt(server, client, nocache):
     assert metric(server, "ballast_prefix_cache_hits_total") - h0 == n
     assert metric(server, "ballast_prefix_cache_enabled") == 1
     assert 0 < metric(server, "ballast_prefix_cache_hit_rate") <= 1
-    # Same answer as a server that computes the whole prompt.
+    # Same answer as a server that computes the whole prompt (--exact on both).
+    exact.chat.completions.create(model=MODEL, messages=msgs("Do you sell bread?"), max_tokens=12, temperature=0)
+    hit = exact.chat.completions.create(model=MODEL, messages=msgs("Do you sell cake?"), max_tokens=12, temperature=0,
+                                        logprobs=True)
+    assert cached(hit.usage) == n
     ref = nocache.chat.completions.create(model=MODEL, messages=msgs("Do you sell cake?"), max_tokens=12,
-                                          temperature=0)
-    assert b.choices[0].message.content == ref.choices[0].message.content
+                                          temperature=0, logprobs=True)
     assert cached(ref.usage) == 0
+    assert hit.choices[0].message.content == ref.choices[0].message.content
+    for x, y in zip(hit.choices[0].logprobs.content, ref.choices[0].logprobs.content):
+        assert x.token == y.token and abs(x.logprob - y.logprob) < 1e-3, (x, y)
 
 
-def test_prefix_cache_greedy_ids_equal_without_cache(client, nocache):
-    """Greedy ids (logprob tokens) of a cache hit equal a full prefill's; logprobs agree closely
-    (the default 8-bit-activation path is deterministic per token, so they are near-identical)."""
-    prompt = unique_system() + " Question: what is the cheapest item on the menu? Answer:"
+def test_prefix_cache_greedy_ids_equal_without_cache(client, exact, nocache):
+    """Greedy ids (logprob tokens) of a cache hit equal a full prefill's. --exact: logprobs to 1e-3.
+    Default mode: the same ids on this prompt; logprobs differ as a partial prefill's do (up to ~0.3,
+    within that mode's documented drift from transformers)."""
+    prompt = ("Session 5e1f. You are a careful assistant for a small bakery. Answer in one short sentence, "
+              "mention prices in euros, never invent products. Question: what is the cheapest item on the "
+              "menu? Answer:")
     args = dict(model=MODEL, prompt=prompt, max_tokens=16, temperature=0, logprobs=3, extra_body={"ignore_eos": True})
-    first = client.completions.create(**args)
-    hit = client.completions.create(**args)
     ref = nocache.completions.create(**args)
-    assert cached(hit.usage) == (hit.usage.prompt_tokens - 1) // 16 * 16 > 0
-    for r in (first, hit):
-        assert r.choices[0].logprobs.tokens == ref.choices[0].logprobs.tokens
-        assert r.choices[0].text == ref.choices[0].text
-        for x, y in zip(r.choices[0].logprobs.token_logprobs, ref.choices[0].logprobs.token_logprobs):
-            assert abs(x - y) < 2e-3, (x, y)
+    for c, tol in ((exact, 1e-3), (client, 0.4)):
+        first = c.completions.create(**args)
+        hit = c.completions.create(**args)
+        assert cached(hit.usage) == (hit.usage.prompt_tokens - 1) // 16 * 16 > 0
+        for r in (first, hit):
+            assert r.choices[0].logprobs.tokens == ref.choices[0].logprobs.tokens
+            assert r.choices[0].text == ref.choices[0].text
+            for x, y in zip(r.choices[0].logprobs.token_logprobs, ref.choices[0].logprobs.token_logprobs):
+                assert abs(x - y) < tol, (x, y)
 
 
-def test_prefix_cache_multi_turn_chat_and_stream_usage(client, nocache):
+def test_prefix_cache_multi_turn_chat_and_stream_usage(exact, nocache):
+    client = exact
     system = unique_system()
     turn1 = [{"role": "system", "content": system}, {"role": "user", "content": "Hi! What do you bake?"}]
     r1 = client.chat.completions.create(model=MODEL, messages=turn1, max_tokens=20, temperature=0)
@@ -208,9 +235,11 @@ def test_prefix_cache_off_for_encoder_decoder(t5_server):
 
 # --- echo with logprobs on SmolLM2 --------------------------------------------------------------
 
-def test_echo_logprobs_consistent_with_generation(client):
+def test_echo_logprobs_consistent_with_generation(exact):
     """A greedy continuation's logprobs, re-read as prompt logprobs of prompt + continuation, are
-    the same numbers (prefill vs decode; tolerance for the 8-bit activation path)."""
+    the same numbers (prefill vs decode; --exact: the default mode decodes with 8-bit activations
+    and prefills >= 24 tokens in fp32)."""
+    client = exact
     prompt = "The three primary colors are"
     gen = client.completions.create(model=MODEL, prompt=prompt, max_tokens=8, temperature=0, logprobs=3,
                                     extra_body={"ignore_eos": True})
@@ -225,7 +254,7 @@ def test_echo_logprobs_consistent_with_generation(client):
     # The last 8 prompt tokens are the continuation (if the text re-tokenizes alike).
     assert lp.tokens[n_prompt - 8:n_prompt] == g.tokens
     for a, b in zip(lp.token_logprobs[n_prompt - 8:n_prompt], g.token_logprobs):
-        assert abs(a - b) < 2e-2, (a, b)
+        assert abs(a - b) < 1e-3, (a, b)
     for a, b in zip(lp.top_logprobs[n_prompt - 8:n_prompt], g.top_logprobs):
         assert list(a) == list(b)
 
@@ -258,8 +287,9 @@ def test_echo_logprobs_with_n_gives_every_choice_the_prompt(client):
 
 # --- n and best_of ------------------------------------------------------------------------------
 
-def test_n_shares_the_prompt(server, client):
+def test_n_shares_the_prompt(exact_server, exact):
     """n choices prefill the prompt once: the other choices take its full blocks from the cache."""
+    server, client = exact_server, exact
     prompt = unique_system() + " Write a haiku about flour:"
     r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=1.0, seed=11, n=4)
     assert len(r.choices) == 4
