@@ -30,6 +30,7 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
   const bool cache = opts.prefix_cache && !model.encoder_decoder() && model.recompute_after() == 0;
   if (blocks.ok()) kv_ = BlockManager(std::min(blocks.value(), want), cache);
   else init_ = blocks.status();
+  uniform_tokens_ = std::max<int64_t>(1, model.backend().uniform_step_tokens());
 }
 
 Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
@@ -117,12 +118,14 @@ void Engine::release_forks() {
 void Engine::attach_prefix(Active& a) {
   a.looked_up = true;
   if (!kv_.prefix_cache() || a.computed > 0 || kv_.has(a.seq) || a.req.prompt_logprobs >= 0) return;
-  // At least the last token is computed: its logits start the generation.
+  // At least the last token is computed (its logits start the generation), and at least
+  // as many as a uniform step needs, so the rest is computed as a whole prefill would.
   const int64_t n = static_cast<int64_t>(a.tokens.size());
-  std::vector<int32_t> blocks = kv_.match(a.tokens, (n - 1) / BlockManager::kBlockTokens);
+  const int64_t max_blocks = std::max<int64_t>(0, n - uniform_tokens_) / BlockManager::kBlockTokens;
+  std::vector<int32_t> blocks = kv_.match(a.tokens, max_blocks);
   pc_queries_ += n;
   if (blocks.empty() || !kv_.share(a.seq, blocks).ok()) return;
-  a.computed = a.cached_tokens = static_cast<int64_t>(blocks.size()) * BlockManager::kBlockTokens;
+  a.computed = a.cached_tokens = a.uniform_end = static_cast<int64_t>(blocks.size()) * BlockManager::kBlockTokens;
   a.computed_len = n;
   pc_hits_ += a.cached_tokens;
 }
@@ -258,9 +261,12 @@ bool Engine::step() {
   for (const auto& ch : chunks)
     if (auto it = active_.find(ch.id); it != active_.end()) {
       Active& a = *it->second;
+      // Only K/V computed the way a whole prefill computes them are shared (backend.h).
+      if (a.uniform_end == a.computed && static_cast<int64_t>(plan.size()) >= uniform_tokens_)
+        a.uniform_end += ch.n_tokens;
       a.computed += ch.n_tokens;
       a.computed_len = static_cast<int64_t>(a.tokens.size());
-      kv_.commit(a.seq, a.tokens, a.computed);
+      kv_.commit(a.seq, a.tokens, a.uniform_end);
     }
   for (const auto& pr : prompt_rows) {
     auto it = active_.find(pr.id);

@@ -99,6 +99,7 @@ class Engine {
     bool encoded = false;
     bool looked_up = false;     // the prefix cache was consulted (first schedule)
     int64_t cached_tokens = 0;  // prompt positions shared from the prefix cache
+    int64_t uniform_end = 0;    // positions [0, this) computed in uniform steps: cacheable
     bool lps_sent = false;      // prompt logprobs delivered
     std::vector<SampleResult> prompt_lps;  // (computed prompt positions - 1) so far
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
@@ -121,6 +122,7 @@ class Engine {
   Scheduler sched_;
   std::map<uint64_t, std::unique_ptr<Active>> active_;
   int32_t next_seq_ = 0;
+  int64_t uniform_tokens_ = 1;  // backend::Backend::uniform_step_tokens()
 
   mutable std::mutex mu_;  // guards inbox_, cancels_, next_id_, counters
   std::vector<std::pair<uint64_t, std::unique_ptr<Active>>> inbox_;

@@ -100,7 +100,7 @@ def test_prefix_cache_hit_on_shared_system_prompt(server, client, exact, nocache
     exact.chat.completions.create(model=MODEL, messages=msgs("Do you sell bread?"), max_tokens=12, temperature=0)
     hit = exact.chat.completions.create(model=MODEL, messages=msgs("Do you sell cake?"), max_tokens=12, temperature=0,
                                         logprobs=True)
-    assert cached(hit.usage) == n
+    assert cached(hit.usage) >= n  # --exact recomputes only the last token's block
     ref = nocache.chat.completions.create(model=MODEL, messages=msgs("Do you sell cake?"), max_tokens=12,
                                           temperature=0, logprobs=True)
     assert cached(ref.usage) == 0
@@ -121,7 +121,15 @@ def test_prefix_cache_greedy_ids_equal_without_cache(client, exact, nocache):
     for c, tol in ((exact, 1e-3), (client, 0.4)):
         first = c.completions.create(**args)
         hit = c.completions.create(**args)
-        assert cached(hit.usage) == (hit.usage.prompt_tokens - 1) // 16 * 16 > 0
+        n = cached(hit.usage)
+        # --exact: every full block before the last token; default mode (AVX2 rows): at least
+        # 24 tokens are recomputed, so they run in fp32 as the first request's prefill did.
+        if c is exact:
+            assert n == (hit.usage.prompt_tokens - 1) // 16 * 16 > 0
+        else:
+            assert 0 < n <= (hit.usage.prompt_tokens - 1) // 16 * 16 and n % 16 == 0
+        for x, y in zip(hit.choices[0].logprobs.token_logprobs, first.choices[0].logprobs.token_logprobs):
+            assert abs(x - y) < tol, (x, y)
         for r in (first, hit):
             assert r.choices[0].logprobs.tokens == ref.choices[0].logprobs.tokens
             assert r.choices[0].text == ref.choices[0].text
