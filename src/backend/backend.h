@@ -68,6 +68,13 @@ class Backend {
   // them). `want` 0: the backend's default sizing.
   virtual Result<int64_t> init_kv(const KvLayout& layout, int64_t want) = 0;
 
+  // Steps of at least this many tokens compute every token the same way whatever their
+  // size (up to float summation order); smaller ones may take another path (CPU default
+  // mode: 8-bit activations below the fp32 GEMM threshold). The prefix cache keeps only K/V
+  // computed in such steps and recomputes at least this many tokens after a hit, so a hit
+  // gives what a whole-prompt prefill gives.
+  virtual int64_t uniform_step_tokens() const { return 1; }
+
   using Forward = std::function<Status(Ops&)>;
   // One step: validates ids (kInvalidTokenId before anything runs), runs `forward`, then
   // the logits chain for req.rows. A backend serves one model: `forward` must issue the

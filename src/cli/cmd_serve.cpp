@@ -150,6 +150,9 @@ void add_serve(CLI::App& app, Options& o) {
   o.add(c, "--drain-timeout", cfg.drain_timeout_s, "seconds to let in-flight requests finish after SIGTERM");
   o.add(c, "--max-n", cfg.max_n, "largest accepted 'n' (choices per request)");
   o.add(c, "--max-messages", cfg.max_messages, "most chat messages accepted in one request (400 beyond)");
+  o.add_flag(c, "--no-prefix-cache", cfg.no_prefix_cache,
+             "do not share KV blocks between requests with a common prompt prefix (on by default; "
+             "off anyway for encoder-decoders and LongRoPE models)");
   c->add_option("--debug-load-delay-ms", a->load_delay_ms, "wait before loading (tests)")->group("");
   on_run(c, [a] { return run_serve(*a); });
 }

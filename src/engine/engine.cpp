@@ -1,7 +1,10 @@
 // Engine step loop: schedule -> build one batch -> forward -> sample -> stop checks.
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <random>
+
+#include "engine/prompt_logprobs.h"
 
 namespace ballast::engine {
 
@@ -22,8 +25,12 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
       sched_(opts.limits) {
   const int64_t want = opts.kv_blocks > 0 ? opts.kv_blocks : BlockManager::blocks_for(opts.ctx_size) * opts.limits.max_batch;
   auto blocks = model.backend().init_kv(model.kv_layout(), want);
-  if (blocks.ok()) kv_ = BlockManager(std::min(blocks.value(), want));
+  // The cache must be a function of the token prefix alone: not so for an encoder-decoder
+  // (cross K/V of another input) or LongRoPE (tables chosen by the sequence's length).
+  const bool cache = opts.prefix_cache && !model.encoder_decoder() && model.recompute_after() == 0;
+  if (blocks.ok()) kv_ = BlockManager(std::min(blocks.value(), want), cache);
   else init_ = blocks.status();
+  uniform_tokens_ = std::max<int64_t>(1, model.backend().uniform_step_tokens());
 }
 
 Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
@@ -70,8 +77,10 @@ void Engine::drain_inbox() {
   for (auto& [id, a] : in) {
     a->seq = next_seq_++;
     if (!a->req.encoder.empty()) a->enc_seq = next_seq_++;
+    const uint64_t leader = a->req.fork_of;
     active_[id] = std::move(a);
-    sched_.enqueue(id);  // queue bound enforced at submit
+    if (leader && active_.count(leader)) forks_.push_back(id);  // events keep prompt order
+    else sched_.enqueue(id);  // queue bound enforced at submit
   }
   for (uint64_t id : cancels)
     if (active_.count(id)) finish(id, FinishReason::kCancelled, Status(), {});
@@ -83,15 +92,47 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   ev.finish = r;
   ev.status = std::move(st);
   auto cb = std::move(it->second->cb);
+  ev.cached_tokens = it->second->cached_tokens;
   kv_.release(it->second->seq);
   if (it->second->enc_seq >= 0) kv_.release(it->second->enc_seq);
   sched_.remove(id);
+  forks_.erase(std::remove(forks_.begin(), forks_.end(), id), forks_.end());
   active_.erase(it);
   if (cb) cb(ev);
 }
 
+void Engine::release_forks() {
+  std::vector<uint64_t> keep;
+  for (uint64_t id : forks_) {
+    auto leader = active_.find(active_.at(id)->req.fork_of);
+    // The leader's whole prompt is computed (its full blocks are named), or it is gone.
+    if (leader == active_.end() ||
+        leader->second->computed >= static_cast<int64_t>(leader->second->req.prompt.size()))
+      sched_.enqueue(id);
+    else
+      keep.push_back(id);
+  }
+  forks_.swap(keep);
+}
+
+void Engine::attach_prefix(Active& a) {
+  a.looked_up = true;
+  if (!kv_.prefix_cache() || a.computed > 0 || kv_.has(a.seq) || a.req.prompt_logprobs >= 0) return;
+  // At least the last token is computed (its logits start the generation), and at least
+  // as many as a uniform step needs, so the rest is computed as a whole prefill would.
+  const int64_t n = static_cast<int64_t>(a.tokens.size());
+  const int64_t max_blocks = std::max<int64_t>(0, n - uniform_tokens_) / BlockManager::kBlockTokens;
+  std::vector<int32_t> blocks = kv_.match(a.tokens, max_blocks);
+  pc_queries_ += n;
+  if (blocks.empty() || !kv_.share(a.seq, blocks).ok()) return;
+  a.computed = a.cached_tokens = a.uniform_end = static_cast<int64_t>(blocks.size()) * BlockManager::kBlockTokens;
+  a.computed_len = n;
+  pc_hits_ += a.cached_tokens;
+}
+
 bool Engine::step() {
   drain_inbox();
+  release_forks();
   if (active_.empty()) {
     n_waiting_ = n_running_ = 0;
     return false;
@@ -114,7 +155,7 @@ bool Engine::step() {
            kv_.free_blocks();
   };
   auto chunks = sched_.schedule(item, can_admit);
-  n_waiting_ = sched_.waiting();
+  n_waiting_ = sched_.waiting() + forks_.size();
   n_running_ = sched_.running();
   if (chunks.empty()) {
     // Nothing fits: the oldest waiting request can never be admitted if the cache is
@@ -137,10 +178,27 @@ bool Engine::step() {
   std::vector<uint64_t> logit_owner;  // request of each logits row
   std::vector<int32_t> step_seqs;
   std::vector<const Active*> step_active;
-  for (const auto& ch : chunks) {
+  // Rows of prompt positions scored for prompt logprobs: (request, target token).
+  struct PromptRow {
+    size_t logit_row;
+    uint64_t id;
+    int32_t target;
+  };
+  std::vector<PromptRow> prompt_rows;
+  static const SamplingParams kGreedy = [] {
+    SamplingParams p;
+    p.temperature = 0;
+    return p;
+  }();
+  for (auto& ch : chunks) {
     auto found = active_.find(ch.id);
     if (found == active_.end()) continue;  // its encoder failed
     Active& a = *found->second;
+    if (!a.looked_up) attach_prefix(a);
+    // The scheduler sized the chunk before the prefix was shared; prompt-logprob chunks
+    // are kept short (each of their positions returns a whole logits row).
+    ch.n_tokens = std::min<int64_t>(ch.n_tokens, static_cast<int64_t>(a.tokens.size()) - a.computed);
+    if (a.req.prompt_logprobs >= 0 && !a.lps_sent) ch.n_tokens = std::min<int64_t>(ch.n_tokens, 64);
     Status st = kv_.reserve(a.seq, a.computed + ch.n_tokens);
     if (!st.ok()) {
       finish(ch.id, FinishReason::kError, st, {});
@@ -153,6 +211,14 @@ bool Engine::step() {
     for (int64_t i = 0; i < ch.n_tokens; ++i) {
       const int64_t pos = a.computed + i;
       const bool last = pos + 1 == static_cast<int64_t>(a.tokens.size());
+      if (!last && a.req.prompt_logprobs >= 0 && pos + 1 < static_cast<int64_t>(a.req.prompt.size())) {
+        prompt_rows.push_back({plan.logit_rows.size(), ch.id, a.tokens[pos + 1]});
+        plan.logit_rows.push_back(static_cast<int32_t>(plan.tokens.size()));
+        logit_owner.push_back(0);  // not sampled
+        backend::SampleRow r;
+        r.params = &kGreedy;
+        req.rows.push_back(r);
+      }
       if (last) {
         plan.logit_rows.push_back(static_cast<int32_t>(plan.tokens.size()));
         logit_owner.push_back(ch.id);
@@ -183,6 +249,7 @@ bool Engine::step() {
     plan.cross_tables = std::move(cross.block_tables);
     plan.cross_max_blocks = cross.max_blocks;
   }
+  req.return_logits = !prompt_rows.empty();
   backend::StepResult result;
   Status st = model_.step(plan, req, opts_.forward, result);
   if (!st.ok()) {
@@ -193,11 +260,28 @@ bool Engine::step() {
   }
   for (const auto& ch : chunks)
     if (auto it = active_.find(ch.id); it != active_.end()) {
-      it->second->computed += ch.n_tokens;
-      it->second->computed_len = static_cast<int64_t>(it->second->tokens.size());
+      Active& a = *it->second;
+      // Only K/V computed the way a whole prefill computes them are shared (backend.h).
+      if (a.uniform_end == a.computed && static_cast<int64_t>(plan.size()) >= uniform_tokens_)
+        a.uniform_end += ch.n_tokens;
+      a.computed += ch.n_tokens;
+      a.computed_len = static_cast<int64_t>(a.tokens.size());
+      kv_.commit(a.seq, a.tokens, a.uniform_end);
     }
+  for (const auto& pr : prompt_rows) {
+    auto it = active_.find(pr.id);
+    if (it == active_.end()) continue;
+    const size_t m = plan.logit_rows.size();
+    const size_t V = m > 0 ? result.logits.size() / m : 0;
+    auto sc = V == 0 ? Result<SampleResult>(error(ErrorCode::kInternal, "the backend returned no logits"))
+                     : score_token(std::span<const float>(result.logits.data() + pr.logit_row * V, V), valid_.get(),
+                                   pr.target, it->second->req.prompt_logprobs);
+    if (!sc.ok()) finish(pr.id, FinishReason::kError, sc.status(), {});
+    else it->second->prompt_lps.push_back(std::move(sc.value()));
+  }
   for (size_t r = 0; r < logit_owner.size(); ++r) {
     const uint64_t id = logit_owner[r];
+    if (id == 0) continue;  // a prompt-logprob row
     auto it = active_.find(id);
     if (it == active_.end()) continue;
     Active& a = *it->second;
@@ -215,6 +299,12 @@ bool Engine::step() {
     TokenEvent ev;
     ev.id = res.value().id;
     ev.sample = std::move(res.value());
+    ev.cached_tokens = a.cached_tokens;
+    if (a.req.prompt_logprobs >= 0 && !a.lps_sent) {
+      a.lps_sent = true;
+      ev.has_prompt_logprobs = true;
+      ev.prompt_logprobs = std::move(a.prompt_lps);
+    }
     a.tokens.push_back(ev.id);
     a.n_generated++;
     if (!a.req.ignore_eos && a.req.stop_ids.count(ev.id)) {

@@ -30,6 +30,13 @@ struct GenerationRequest {
   int64_t max_tokens = 16;
   bool ignore_eos = false;
   std::set<int32_t> stop_ids;         // eos ids + client stop_token_ids (validated)
+  // >= 0: also report the logprob of every prompt token after the first (with this many
+  // alternatives), computed during prefill; such a request never reads the prefix cache.
+  int prompt_logprobs = -1;
+  // A request id from an earlier submit with the same prompt (n > 1 / best_of): this one
+  // waits until that one's prompt is computed, then shares its full blocks through the
+  // prefix cache (the last partial block is recomputed, not copied) and so starts after it.
+  uint64_t fork_of = 0;
 };
 
 // One generated token, delivered to the request's callback on the engine thread.
@@ -38,12 +45,20 @@ struct TokenEvent {
   SampleResult sample;
   FinishReason finish = FinishReason::kNone;  // set on the last event
   Status status;                              // error when finish == kError
+  int64_t cached_tokens = 0;                  // prompt tokens whose K/V came from the prefix cache
+  // First event of a prompt_logprobs request: prompt tokens 1.. (id = the prompt token).
+  bool has_prompt_logprobs = false;
+  std::vector<SampleResult> prompt_logprobs;
 };
 
 struct EngineOptions {
   SchedulerLimits limits;
   int64_t ctx_size = 4096;        // max tokens per sequence (prompt + generated)
   int64_t kv_blocks = 0;          // 0: ctx_size * max_batch worth
+  // Share full KV blocks between requests with a common token prefix (block_manager.h).
+  // Ignored (off) for encoder-decoders and LongRoPE models, whose cache is not a function
+  // of the token prefix alone.
+  bool prefix_cache = false;
   backend::StepOptions forward;
 };
 
@@ -66,6 +81,10 @@ class Engine {
   // Why the engine cannot run (the backend could not allocate its KV pool), or ok.
   const Status& init_status() const { return init_; }
   const EngineOptions& options() const { return opts_; }
+  bool prefix_cache() const { return kv_.prefix_cache(); }
+  // Prefix-cache lookups so far, in prompt tokens: looked up and found. Thread-safe.
+  int64_t prefix_queries() const { return pc_queries_; }
+  int64_t prefix_hits() const { return pc_hits_; }
 
  private:
   struct Active {
@@ -78,8 +97,17 @@ class Engine {
     int32_t seq = 0;
     int32_t enc_seq = -1;  // encoder-decoders: the block-manager sequence of the cross K/V
     bool encoded = false;
+    bool looked_up = false;     // the prefix cache was consulted (first schedule)
+    int64_t cached_tokens = 0;  // prompt positions shared from the prefix cache
+    int64_t uniform_end = 0;    // positions [0, this) computed in uniform steps: cacheable
+    bool lps_sent = false;      // prompt logprobs delivered
+    std::vector<SampleResult> prompt_lps;  // (computed prompt positions - 1) so far
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
   };
+  // Shares the longest cached prefix of a request that has no blocks yet.
+  void attach_prefix(Active& a);
+  // Forks waiting for their leader's prompt: moved to the scheduler once it is cached.
+  void release_forks();
   void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
   // Runs the encode step for the scheduled requests whose encoder has not run; a request
   // whose encoder fails is finished with the error.
@@ -94,12 +122,15 @@ class Engine {
   Scheduler sched_;
   std::map<uint64_t, std::unique_ptr<Active>> active_;
   int32_t next_seq_ = 0;
+  int64_t uniform_tokens_ = 1;  // backend::Backend::uniform_step_tokens()
 
   mutable std::mutex mu_;  // guards inbox_, cancels_, next_id_, counters
   std::vector<std::pair<uint64_t, std::unique_ptr<Active>>> inbox_;
   std::set<uint64_t> cancels_;
   uint64_t next_id_ = 1;
   std::atomic<size_t> n_waiting_{0}, n_running_{0};
+  std::atomic<int64_t> pc_queries_{0}, pc_hits_{0};
+  std::vector<uint64_t> forks_;  // parked until their leader's prompt is computed
 };
 
 }  // namespace ballast::engine

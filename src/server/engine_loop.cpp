@@ -89,6 +89,7 @@ void EngineLoop::run() {
     }
     metrics_.set_engine(static_cast<int64_t>(engine_.waiting()), static_cast<int64_t>(engine_.running()),
                         engine_.kv().used_blocks(), engine_.kv().total_blocks());
+    metrics_.set_prefix_cache(engine_.prefix_cache(), engine_.prefix_queries(), engine_.prefix_hits());
     if (!did) {
       std::unique_lock<std::mutex> lk(mu_);
       // Wake on submit/cancel; the timeout covers requests waiting for KV room.

@@ -3,6 +3,9 @@
 
 #include "core/log.h"
 
+#include <algorithm>
+#include <map>
+
 namespace ballast::server {
 
 std::string token_text(const tokenizer::Tokenizer& tok, int32_t id) {
@@ -30,11 +33,16 @@ MaybeError Generation::submit(std::vector<SequenceSpec> specs) {
   for (size_t i = 0; i < specs.size(); ++i) {
     Seq& s = seqs_[i];
     s.choice = specs[i].choice_index;
+    s.prompt = specs[i].prompt_index;
+    s.leader = specs[i].leader;
     s.stop_ids = specs[i].req.stop_ids;
     s.dec = std::make_unique<tokenizer::StreamDecoder>(tok_, opts_.skip_special_tokens);
     s.stop = std::make_unique<StopMatcher>(opts_.stop);
   }
+  std::map<int, uint64_t> leaders;  // prompt -> its leader's engine id
   for (size_t i = 0; i < specs.size(); ++i) {
+    if (!specs[i].leader)
+      if (auto l = leaders.find(specs[i].prompt_index); l != leaders.end()) specs[i].req.fork_of = l->second;
     auto q = queue_;
     auto r = loop_.submit(std::move(specs[i].req), [q, i](const engine::TokenEvent& ev) {
       {
@@ -54,11 +62,26 @@ MaybeError Generation::submit(std::vector<SequenceSpec> specs) {
       return e;
     }
     seqs_[i].engine_id = r.value();
+    if (specs[i].leader) leaders[specs[i].prompt_index] = r.value();
   }
   return {};
 }
 
+int64_t Generation::cached_tokens() const {
+  int64_t n = 0;
+  for (const auto& s : seqs_)
+    if (s.leader) n += s.cached;
+  return n;
+}
+
+double Generation::cumulative_logprob(int choice) const {
+  for (const auto& s : seqs_)
+    if (s.choice == choice) return s.cum_logprob;
+  return 0;
+}
+
 void Generation::handle(Seq& s, const engine::TokenEvent& ev, Clock::time_point t, ChoiceDelta& d, MaybeError& err) {
+  s.cached = std::max(s.cached, ev.cached_tokens);
   if (ev.id >= 0) {
     s.tokens++;
     completion_tokens_++;
@@ -72,6 +95,7 @@ void Generation::handle(Seq& s, const engine::TokenEvent& ev, Clock::time_point 
     s.last = t;
     const bool is_stop_token = ev.finish == engine::FinishReason::kStop && s.stop_ids.count(ev.id);
     if (!is_stop_token) {
+      s.cum_logprob += ev.sample.logprob;  // the tokens a response's logprobs list
       if (opts_.logprobs) d.logprobs.push_back({ev.id, ev.sample.logprob, ev.sample.top});
       auto text = s.dec->push(ev.id);
       if (!text.ok()) {
@@ -140,6 +164,20 @@ MaybeError Generation::run(const std::function<bool(const ChoiceDelta&)>& on_del
     for (auto& e : batch) {
       Seq& s = seqs_[e.seq];
       if (s.done) continue;  // events after a stop-string cancel
+      if (e.ev.has_prompt_logprobs && s.leader) {
+        // The prompt's logprobs, for every choice of the prompt (its forks start later).
+        ChoiceDelta pd;
+        pd.has_prompt_logprobs = true;
+        for (const auto& lp : e.ev.prompt_logprobs) pd.prompt_logprobs.push_back({lp.id, lp.logprob, lp.top});
+        for (const auto& o : seqs_) {
+          if (o.prompt != s.prompt) continue;
+          pd.index = o.choice;
+          if (!on_delta(pd)) {
+            cancel_all();
+            return {};
+          }
+        }
+      }
       ChoiceDelta d;
       d.index = s.choice;
       MaybeError err;

@@ -34,12 +34,19 @@ struct ChoiceDelta {
   std::string text;
   std::vector<TokenLogprob> logprobs;
   std::string finish_reason;  // empty until the choice ends ("stop", "length")
+  // Once per choice, before its first text, when prompt logprobs were asked for: prompt
+  // tokens 1.. of the choice's prompt (token 0 has none).
+  bool has_prompt_logprobs = false;
+  std::vector<TokenLogprob> prompt_logprobs;
 };
 
 struct SequenceSpec {
   engine::GenerationRequest req;
   int choice_index = 0;
   int prompt_index = 0;
+  // The first sequence of its prompt: it prefills the prompt (and computes its logprobs);
+  // the prompt's other sequences fork from it (engine::GenerationRequest::fork_of).
+  bool leader = true;
 };
 
 struct GenerationOptions {
@@ -65,6 +72,11 @@ class Generation {
 
   int64_t completion_tokens() const { return completion_tokens_; }
   size_t choices() const { return seqs_.size(); }
+  // Prompt tokens served from the prefix cache, counted once per prompt (its leader's).
+  int64_t cached_tokens() const;
+  // Sum of the logprobs of the tokens a choice drew, its stop token excepted: the tokens
+  // its logprobs list (best_of ranks by it).
+  double cumulative_logprob(int choice) const;
 
  private:
   struct Event {
@@ -80,6 +92,10 @@ class Generation {
   struct Seq {
     uint64_t engine_id = 0;
     int choice = 0;
+    int prompt = 0;
+    bool leader = true;
+    int64_t cached = 0;
+    double cum_logprob = 0;
     std::set<int32_t> stop_ids;
     std::unique_ptr<tokenizer::StreamDecoder> dec;
     std::unique_ptr<StopMatcher> stop;

@@ -51,6 +51,7 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
   PreparedRequest prep;
   if (auto e = prepare_request(s, *p, std::move(prompts), true, prep)) return send_error(res, *e);
   const size_t n_choices = prep.seqs.size();
+  const json seed = static_cast<int64_t>(prep.seed);
   auto gen = std::make_shared<Generation>(*s.loop, s.metrics, *s.rt->tok,
                                           GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs}, arrival);
   if (auto e = gen->submit(std::move(prep.seqs))) return send_error(res, *e);
@@ -73,19 +74,24 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
         req.client_gone);
     if (err) return send_error(res, *err);
     json choices = json::array();
-    for (size_t c = 0; c < n_choices; ++c)
-      choices.push_back({{"index", c},
+    const auto picked = pick_choices(*gen, 1, prep.per_prompt, p->n);
+    for (size_t k = 0; k < picked.size(); ++k) {
+      const int c = picked[k];
+      choices.push_back({{"index", k},
                          {"message", {{"role", "assistant"}, {"content", text[c]}}},
                          {"logprobs", p->logprobs ? json{{"content", lps[c]}} : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
+    }
     observe_request(s, arrival);
-    return send_json(res, completion_response("chat.completion", id, created, model, std::move(choices),
-                                              usage_json(prep.prompt_tokens, gen->completion_tokens(),
-                                                         prep.truncated_tokens)));
+    json out = completion_response("chat.completion", id, created, model, std::move(choices),
+                                   usage_json(prep.prompt_tokens, gen->completion_tokens(), prep.truncated_tokens,
+                                              gen->cached_tokens()));
+    out["seed"] = seed;
+    return send_json(res, out);
   }
 
   start_event_stream(res);
-  res.stream = [&s, p, gen, id, model, created, n_choices, &tok, arrival, prompt_tokens = prep.prompt_tokens,
+  res.stream = [&s, p, gen, id, model, created, n_choices, &tok, arrival, seed, prompt_tokens = prep.prompt_tokens,
                 truncated = prep.truncated_tokens](StreamSink& sink) {
     auto chunk = [&](size_t index, const json& delta, const json& logprobs, const std::string& finish) {
       json j = {{"id", id},
@@ -93,6 +99,7 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
                 {"created", created},
                 {"model", model},
                 {"system_fingerprint", nullptr},
+                {"seed", seed},
                 {"choices", json::array({{{"index", index},
                                           {"delta", delta},
                                           {"logprobs", logprobs},
@@ -113,8 +120,8 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
     json usage_chunk;
     if (p->include_usage)
       usage_chunk = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                     {"system_fingerprint", nullptr}, {"choices", json::array()},
-                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
+                     {"system_fingerprint", nullptr}, {"seed", seed}, {"choices", json::array()},
+                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated, gen->cached_tokens())}};
     finish_stream(s, sink, err, usage_chunk, arrival);
   };
 }

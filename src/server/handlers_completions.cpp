@@ -17,6 +17,19 @@ using json = nlohmann::json;
 struct LegacyLogprobs {
   json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
   size_t offset = 0;
+  // The echoed prompt's entries (offsets from 0): its first token has no logprob.
+  void add_prompt(const tokenizer::Tokenizer& tok, int32_t first, const std::vector<TokenLogprob>& lps) {
+    const size_t after = offset;
+    offset = 0;
+    std::string t = token_text(tok, first);
+    tokens.push_back(t);
+    token_logprobs.push_back(nullptr);
+    top.push_back(nullptr);
+    offsets.push_back(offset);
+    offset += t.size();
+    add(tok, lps);
+    offset = after;
+  }
   void add(const tokenizer::Tokenizer& tok, const std::vector<TokenLogprob>& lps) {
     for (const auto& lp : lps) {
       std::string t = token_text(tok, lp.id);
@@ -57,8 +70,18 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
       ids.push_back(std::move(r.value()));
     }
   }
+  if (p->echo && p->logprobs && s.rt->model().encoder_decoder())
+    return send_error(res, bad_request("'echo' with 'logprobs' is not available for an encoder-decoder model: its "
+                                       "prompt is the encoder input, which has no token probabilities",
+                                       "echo", "unsupported_parameter"));
   PreparedRequest prep;
   if (auto e = prepare_request(s, *p, std::move(ids), false, prep)) return send_error(res, *e);
+  const bool prompt_lps = p->echo && p->logprobs;
+  if (prompt_lps)
+    for (auto& sq : prep.seqs)
+      if (sq.leader) sq.req.prompt_logprobs = p->top_logprobs;
+  std::vector<int32_t> first_ids;  // each prompt's first token (echo logprobs)
+  for (const auto& pr : prep.prompts) first_ids.push_back(pr.front());
   // Echo text per prompt: the prompt as given, or the decoded ids.
   std::vector<std::string> echo(prep.prompts.size());
   if (p->echo)
@@ -67,7 +90,8 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
       else if (auto d = s.rt->tok->decode(prep.prompts[i], false); d.ok()) echo[i] = d.value();
     }
   const size_t n_choices = prep.seqs.size();
-  const int64_t n_per_prompt = p->n;
+  const int64_t n_per_prompt = prep.per_prompt;
+  const json seed = static_cast<int64_t>(prep.seed);
   auto gen = std::make_shared<Generation>(*s.loop, s.metrics, *s.rt->tok,
                                           GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs}, arrival);
   if (auto e = gen->submit(std::move(prep.seqs))) return send_error(res, *e);
@@ -86,6 +110,10 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
     }
     auto err = gen->run(
         [&](const ChoiceDelta& d) {
+          if (d.has_prompt_logprobs) {
+            lps[d.index].add_prompt(tok, first_ids[d.index / n_per_prompt], d.prompt_logprobs);
+            return true;
+          }
           text[d.index] += d.text;
           if (p->logprobs) lps[d.index].add(tok, d.logprobs);
           if (!d.finish_reason.empty()) finish[d.index] = d.finish_reason;
@@ -94,19 +122,24 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
         req.client_gone);
     if (err) return send_error(res, *err);
     json choices = json::array();
-    for (size_t c = 0; c < n_choices; ++c)
-      choices.push_back({{"index", c},
+    const auto picked = pick_choices(*gen, prep.prompts.size(), n_per_prompt, p->n);
+    for (size_t k = 0; k < picked.size(); ++k) {
+      const int c = picked[k];
+      choices.push_back({{"index", k},
                          {"text", text[c]},
                          {"logprobs", p->logprobs ? lps[c].to_json() : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
+    }
     observe_request(s, arrival);
-    return send_json(res, completion_response("text_completion", id, created, model, std::move(choices),
-                                              usage_json(prep.prompt_tokens, gen->completion_tokens(),
-                                                         prep.truncated_tokens)));
+    json body = completion_response("text_completion", id, created, model, std::move(choices),
+                                    usage_json(prep.prompt_tokens, gen->completion_tokens(), prep.truncated_tokens,
+                                               gen->cached_tokens()));
+    body["seed"] = seed;
+    return send_json(res, body);
   }
 
   start_event_stream(res);
-  res.stream = [&s, p, gen, id, model, created, echo, n_choices, n_per_prompt, &tok, arrival,
+  res.stream = [&s, p, gen, id, model, created, echo, n_choices, n_per_prompt, &tok, arrival, seed, prompt_lps, first_ids,
                 prompt_tokens = prep.prompt_tokens, truncated = prep.truncated_tokens](StreamSink& sink) {
     auto chunk = [&](size_t index, const std::string& text, const json& logprobs, const std::string& finish) {
       json j = {{"id", id},
@@ -114,6 +147,7 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
                 {"created", created},
                 {"model", model},
                 {"system_fingerprint", nullptr},
+                {"seed", seed},
                 {"choices", json::array({{{"index", index},
                                           {"text", text},
                                           {"logprobs", logprobs},
@@ -122,13 +156,19 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
       return sink.write(sse_event(j));
     };
     std::vector<size_t> offsets(n_choices, 0);
-    if (p->echo)
+    if (p->echo && !prompt_lps)  // with logprobs: once the prompt's logprobs are known
       for (size_t c = 0; c < n_choices; ++c) {
         offsets[c] = echo[c / n_per_prompt].size();
         if (!chunk(c, echo[c / n_per_prompt], json(), "")) return gen->cancel_all();
       }
     auto err = gen->run(
         [&](const ChoiceDelta& d) {
+          if (d.has_prompt_logprobs) {
+            LegacyLogprobs l;
+            l.add_prompt(tok, first_ids[d.index / n_per_prompt], d.prompt_logprobs);
+            offsets[d.index] = echo[d.index / n_per_prompt].size();
+            return chunk(d.index, echo[d.index / n_per_prompt], l.to_json(), "");
+          }
           json lp;
           if (p->logprobs) {
             LegacyLogprobs l;
@@ -143,8 +183,8 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
     json usage_chunk;
     if (p->include_usage)
       usage_chunk = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
-                     {"system_fingerprint", nullptr}, {"choices", json::array()},
-                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated)}};
+                     {"system_fingerprint", nullptr}, {"seed", seed}, {"choices", json::array()},
+                     {"usage", usage_json(prompt_tokens, gen->completion_tokens(), truncated, gen->cached_tokens())}};
     finish_stream(s, sink, err, usage_chunk, arrival);
   };
 }

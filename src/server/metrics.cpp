@@ -89,6 +89,15 @@ std::string Metrics::render() const {
   header(out, "ballast_kv_cache_usage_ratio", "gauge", "Fraction of KV cache blocks in use.");
   int64_t tot = kv_total_.load();
   out += "ballast_kv_cache_usage_ratio " + num(tot > 0 ? static_cast<double>(kv_used_.load()) / tot : 0.0) + "\n";
+  header(out, "ballast_prefix_cache_enabled", "gauge", "1 when KV blocks are shared between requests with a common prefix.");
+  out += std::string("ballast_prefix_cache_enabled ") + (prefix_on_ ? "1" : "0") + "\n";
+  header(out, "ballast_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.");
+  out += "ballast_prefix_cache_queries_total " + std::to_string(prefix_queries_.load()) + "\n";
+  header(out, "ballast_prefix_cache_hits_total", "counter", "Prompt tokens whose KV came from the prefix cache.");
+  out += "ballast_prefix_cache_hits_total " + std::to_string(prefix_hits_.load()) + "\n";
+  header(out, "ballast_prefix_cache_hit_rate", "gauge", "prefix_cache_hits_total / prefix_cache_queries_total (0 before any query).");
+  const int64_t pq = prefix_queries_.load();
+  out += "ballast_prefix_cache_hit_rate " + num(pq > 0 ? static_cast<double>(prefix_hits_.load()) / pq : 0.0) + "\n";
   header(out, "ballast_ready", "gauge", "1 when the model is loaded and requests are accepted.");
   out += std::string("ballast_ready ") + (ready_ ? "1" : "0") + "\n";
   header(out, "ballast_time_to_first_token_seconds", "histogram", "Time from request arrival to its first token.");

@@ -35,6 +35,10 @@ class Metrics {
   void set_engine(int64_t waiting, int64_t running, int64_t kv_used, int64_t kv_total) {
     waiting_ = waiting, running_ = running, kv_used_ = kv_used, kv_total_ = kv_total;
   }
+  // Prefix-cache lookups since start, in prompt tokens (engine counters).
+  void set_prefix_cache(bool on, int64_t queries, int64_t hits) {
+    prefix_on_ = on, prefix_queries_ = queries, prefix_hits_ = hits;
+  }
   void set_audit_findings(std::vector<std::pair<std::string, std::string>> id_severity);
   void set_ready(bool r) { ready_ = r; }
 
@@ -51,6 +55,8 @@ class Metrics {
   std::atomic<int64_t> prompt_tokens_{0}, generated_tokens_{0};
   std::atomic<int64_t> waiting_{0}, running_{0}, kv_used_{0}, kv_total_{0};
   std::atomic<bool> ready_{false};
+  std::atomic<bool> prefix_on_{false};
+  std::atomic<int64_t> prefix_queries_{0}, prefix_hits_{0};
 };
 
 }  // namespace ballast::server

@@ -68,7 +68,7 @@ template <class J>
 MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim, std::set<std::string>& allowed) {
   for (const char* k : {"model", "n", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p",
                         "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "logit_bias", "stop",
-                        "stop_token_ids", "ignore_eos", "user", "truncate_prompt_tokens", "skip_special_tokens"})
+                        "stop_token_ids", "ignore_eos", "user", "truncate_prompt_tokens", "skip_special_tokens", "best_of"})
     allowed.insert(k);
   if (auto it = body.find("model"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return bad_request("'model' must be a string", "model");
@@ -78,6 +78,13 @@ MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim,
   if (auto e = get_int(body, "n", n, 1, lim.max_n)) return e;
   if (n) p.n = *n;
   if (auto e = get_bool(body, "stream", p.stream)) return e;
+  if (auto e = get_int(body, "best_of", p.best_of, 1, lim.max_n)) return e;
+  if (p.best_of && *p.best_of < p.n)
+    return bad_request("'best_of' (" + std::to_string(*p.best_of) + ") must be at least 'n' (" + std::to_string(p.n) + ")",
+                       "best_of");
+  if (p.best_of && *p.best_of > p.n && p.stream)
+    return bad_request("'best_of' greater than 'n' cannot be streamed: the best choices are known only at the end",
+                       "best_of");
   if (auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
     if (!it->is_object()) return bad_request("'stream_options' must be an object", "stream_options");
     if (!p.stream) return bad_request("'stream_options' is only allowed when 'stream' is true", "stream_options");
@@ -200,9 +207,7 @@ MaybeError parse_completion_request(const json& body, CompletionParams& p, const
   if (!body.is_object()) return bad_request("request body must be a JSON object");
   std::set<std::string> allowed{"prompt", "echo", "logprobs"};
   if (auto e = parse_common(body, p, lim, allowed)) return e;
-  auto is_one = [](const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; };
   auto is_empty_str = [](const json& v) { return v.is_string() && v.get<std::string>().empty(); };
-  if (auto e = neutral_only<json>(body, "best_of", is_one, allowed)) return e;
   if (auto e = neutral_only<json>(body, "suffix", is_empty_str, allowed)) return e;
   if (auto e = reject_unknown(body, allowed)) return e;
   auto it = body.find("prompt");
@@ -240,9 +245,6 @@ MaybeError parse_completion_request(const json& body, CompletionParams& p, const
     p.logprobs = true;
     p.top_logprobs = static_cast<int>(*lp);
   }
-  if (p.echo && p.logprobs)
-    return bad_request("'echo' together with 'logprobs' is not supported (prompt logprobs are not computed)", "echo",
-                       "unsupported_parameter");
   return {};
 }
 

@@ -18,6 +18,7 @@ namespace ballast::server {
 struct CommonParams {
   std::string model;                     // empty when the client gave none
   int64_t n = 1;
+  std::optional<int64_t> best_of;        // >= n sequences per prompt; the n most likely are returned
   bool stream = false;
   bool include_usage = false;            // stream_options.include_usage
   std::optional<int64_t> max_tokens;     // max_tokens / max_completion_tokens
@@ -34,6 +35,7 @@ struct CommonParams {
   std::optional<int64_t> truncate_prompt_tokens;  // keep only the last k prompt tokens
   bool skip_special_tokens = true;
 
+  int64_t sequences_per_prompt() const { return best_of ? *best_of : n; }
   // Applies the set fields onto the model's defaults.
   engine::SamplingParams sampling(engine::SamplingParams defaults) const;
 };

@@ -1,6 +1,7 @@
 // Server lifecycle, routing (auth, readiness, metrics per route) and request preparation.
 #include "server/server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -190,7 +191,11 @@ Status Server::load(const runtime::RuntimeOptions& ro) {
   eo.limits.max_queue = cfg.max_queue;
   eo.limits.token_budget = cfg.token_budget;
   eo.forward.check_numerics = ro.check_numerics;
+  eo.prefix_cache = !cfg.no_prefix_cache;
   engine = std::make_unique<engine::Engine>(rt->model(), rt->audit.valid, eo);
+  if (!cfg.no_prefix_cache && !engine->prefix_cache())
+    log::info("server.prefix_cache_off", "prefix caching is off for this model: its KV cache is not a function of the "
+                                         "token prefix alone (encoder-decoder or LongRoPE)");
   loop = std::make_unique<EngineLoop>(*engine, metrics);
   prompts = std::make_unique<PromptBuilder>(*rt, cfg.allow_special_in_content);
   BALLAST_RETURN_IF_ERROR(prompts->load_template());
@@ -281,13 +286,23 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
   }
   // Every sequence of a request enters the engine's queue at once: more than --max-queue
   // can never be admitted, so say so now instead of a 429 the client would retry forever.
-  const int64_t n_seqs = static_cast<int64_t>(prompts.size()) * p.n;
+  const int64_t per_prompt = p.sequences_per_prompt();
+  out.per_prompt = per_prompt;
+  const int64_t n_seqs = static_cast<int64_t>(prompts.size()) * per_prompt;
   if (n_seqs > s.cfg.max_queue)
     return bad_request("this request needs " + std::to_string(n_seqs) + " sequences (" +
-                           std::to_string(prompts.size()) + " prompt(s) x n=" + std::to_string(p.n) +
+                           std::to_string(prompts.size()) + " prompt(s) x " + (p.best_of ? "best_of=" : "n=") +
+                           std::to_string(per_prompt) +
                            "); the server admits at most " + std::to_string(s.cfg.max_queue) +
                            " per request (--max-queue); send fewer prompts or a smaller n",
                        "n", "too_many_sequences");
+  // No client seed: draw one (53 bits: exact in any JSON reader) and report it, so a
+  // sampled answer can be reproduced by sending it back.
+  if (!sp.seed) {
+    thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32)};
+    sp.seed = rng() & ((uint64_t{1} << 53) - 1);
+  }
+  out.seed = *sp.seed;
   const int64_t ctx = s.ctx_size;
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     auto& ids = prompts[pi];
@@ -312,15 +327,16 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
     }
     int64_t max_tokens = p.max_tokens ? *p.max_tokens : (default_max_to_context ? ctx - n : std::min<int64_t>(16, ctx - n));
     out.prompt_tokens += n;
-    for (int64_t j = 0; j < p.n; ++j) {
+    for (int64_t j = 0; j < per_prompt; ++j) {
       SequenceSpec spec;
       runtime::set_input(s.rt->model(), spec.req, ids);
       spec.req.sampling = sp;
-      if (sp.seed) spec.req.sampling.seed = *sp.seed + static_cast<uint64_t>(j);
+      spec.req.sampling.seed = *sp.seed + static_cast<uint64_t>(j);
+      spec.leader = j == 0;
       spec.req.max_tokens = max_tokens;
       spec.req.ignore_eos = false;  // expressed through stop_ids above
       spec.req.stop_ids = stop_ids;
-      spec.choice_index = static_cast<int>(pi * p.n + j);
+      spec.choice_index = static_cast<int>(pi * per_prompt + j);
       spec.prompt_index = static_cast<int>(pi);
       out.seqs.push_back(std::move(spec));
     }
@@ -330,10 +346,26 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
   return {};
 }
 
-nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated) {
-  nlohmann::json u = {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated, int64_t cached) {
+  nlohmann::json u = {{"prompt_tokens", prompt},
+                      {"completion_tokens", completion},
+                      {"total_tokens", prompt + completion},
+                      {"prompt_tokens_details", {{"cached_tokens", cached}}}};
   if (truncated > 0) u["truncated_prompt_tokens"] = truncated;
   return u;
+}
+
+std::vector<int> pick_choices(const Generation& g, size_t n_prompts, int64_t per_prompt, int64_t n) {
+  std::vector<int> out;
+  for (size_t pi = 0; pi < n_prompts; ++pi) {
+    std::vector<int> c(static_cast<size_t>(per_prompt));
+    for (int64_t j = 0; j < per_prompt; ++j) c[j] = static_cast<int>(pi * per_prompt + j);
+    if (per_prompt > n)  // best_of: most likely first, ties in choice order
+      std::stable_sort(c.begin(), c.end(),
+                       [&](int a, int b) { return g.cumulative_logprob(a) > g.cumulative_logprob(b); });
+    out.insert(out.end(), c.begin(), c.begin() + n);
+  }
+  return out;
 }
 
 nlohmann::json completion_response(const char* object, const std::string& id, int64_t created,

@@ -36,6 +36,7 @@ struct ServerConfig {
   int drain_timeout_s = 30;
   int max_n = 16;
   int64_t max_messages = 4096;
+  bool no_prefix_cache = false;  // --no-prefix-cache: every request prefills its whole prompt
 };
 
 class Server {
@@ -87,19 +88,26 @@ std::string new_request_id(const char* prefix);
 int64_t unix_now();
 
 // Token ids of every prompt, validated and checked against the context, turned into
-// engine sequences (n per prompt, seeds seed + choice index).
+// engine sequences (best_of or n per prompt, seeds seed + index within the prompt; without
+// a client seed one is drawn, so the response can report it).
 struct PreparedRequest {
   std::vector<std::vector<int32_t>> prompts;
-  std::vector<SequenceSpec> seqs;
+  std::vector<SequenceSpec> seqs;       // per_prompt per prompt, prompt by prompt
+  int64_t per_prompt = 1;               // best_of (or n)
   int64_t prompt_tokens = 0;
   int64_t truncated_tokens = 0;
+  uint64_t seed = 0;                    // the client's seed, or the one drawn for it (reported back)
 };
 MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::vector<int32_t>> prompts,
                            bool default_max_to_context, PreparedRequest& out);
 MaybeError check_model(const Server& s, const std::string& model);
 
-// OpenAI "usage" object; truncated_prompt_tokens only when the prompt was truncated.
-nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated);
+// OpenAI "usage" object with prompt_tokens_details.cached_tokens (prefix cache);
+// truncated_prompt_tokens only when the prompt was truncated.
+nlohmann::json usage_json(int64_t prompt, int64_t completion, int64_t truncated, int64_t cached);
+// Output order of a request's sequences: per prompt, the n of its per_prompt sequences with
+// the highest cumulative logprob (best_of), or all of them in order when per_prompt == n.
+std::vector<int> pick_choices(const Generation& g, size_t n_prompts, int64_t per_prompt, int64_t n);
 // The non-streamed response body both endpoints share (object: "chat.completion" or
 // "text_completion").
 nlohmann::json completion_response(const char* object, const std::string& id, int64_t created,

@@ -186,7 +186,12 @@ TEST(CompletionSchema, Errors) {
     return e ? e->param : std::string("<ok>");
   };
   EXPECT_EQ(err({{"prompt", "x"}, {"frobnicate", 1}}), "frobnicate");
-  EXPECT_EQ(err({{"prompt", "x"}, {"best_of", 3}}), "best_of");
+  EXPECT_EQ(err({{"prompt", "x"}, {"best_of", 3}}), "<ok>");
+  EXPECT_EQ(err({{"prompt", "x"}, {"n", 3}, {"best_of", 2}}), "best_of");           // best_of < n
+  EXPECT_EQ(err({{"prompt", "x"}, {"best_of", 0}}), "best_of");
+  EXPECT_EQ(err({{"prompt", "x"}, {"best_of", 1000}}), "best_of");                 // over --max-n
+  EXPECT_EQ(err({{"prompt", "x"}, {"best_of", 2}, {"stream", true}}), "best_of");  // cannot be streamed
+  EXPECT_EQ(err({{"prompt", "x"}, {"n", 2}, {"best_of", 2}, {"stream", true}}), "<ok>");
   EXPECT_EQ(err({{"prompt", "x"}, {"suffix", "tail"}}), "suffix");
   EXPECT_EQ(err({{"prompt", "x"}, {"temperature", -1}}), "temperature");
   EXPECT_EQ(err({{"prompt", "x"}, {"temperature", "hot"}}), "temperature");
@@ -199,7 +204,7 @@ TEST(CompletionSchema, Errors) {
   EXPECT_EQ(err({{"prompt", "x"}, {"stop", ""}}), "stop");
   EXPECT_EQ(err({{"prompt", "x"}, {"logit_bias", {{"5", 1000}}}}), "logit_bias");
   EXPECT_EQ(err({{"prompt", "x"}, {"stream_options", {{"include_usage", true}}}}), "stream_options");
-  EXPECT_EQ(err({{"prompt", "x"}, {"echo", true}, {"logprobs", 1}}), "echo");
+  EXPECT_EQ(err({{"prompt", "x"}, {"echo", true}, {"logprobs", 1}}), "<ok>");  // prompt logprobs
   EXPECT_EQ(err({{"max_tokens", 3}}), "prompt");
   EXPECT_EQ(err({{"prompt", json::array()}}), "prompt");
   EXPECT_EQ(err({{"prompt", {{1}, json::array()}}}), "prompt");

@@ -103,6 +103,15 @@ Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t wan
   return blocks_;
 }
 
+int64_t CpuBackend::uniform_step_tokens() const {
+  int64_t n = 1;
+  for (const auto& m : mats_) {
+    if (m.packed.data && !matmul_exact() && packed_supported()) continue;  // panels: one path for every n
+    for (const auto& p : m.parts) n = std::max(n, matmul_uniform_tokens(p.dtype));
+  }
+  return n;
+}
+
 void CpuBackend::matmul(backend::WeightId w, const float* x, int64_t n, float* y) {
   const Matrix& m = mats_[w];
   if (m.packed.data && !matmul_exact() && packed_supported()) {

@@ -31,6 +31,7 @@ class CpuBackend : public backend::Backend {
   Result<backend::RopeId> add_rope(const backend::RopeTable& t) override;
   int64_t rows(backend::WeightId w) const override;
   Result<int64_t> init_kv(const backend::KvLayout& layout, int64_t want) override;
+  int64_t uniform_step_tokens() const override;
   Status run(const backend::StepPlan& plan, const Forward& forward, const backend::LogitsRequest& req,
              const backend::StepOptions& opts, backend::StepResult& out) override;
 

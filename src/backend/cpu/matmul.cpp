@@ -187,6 +187,11 @@ bool matmul_exact() { return g_exact.load(std::memory_order_relaxed); }
 
 void set_matmul_gemm_min_tokens(int64_t n) { g_gemm_min_tokens.store(n < 0 ? 0 : n); }
 
+int64_t matmul_uniform_tokens(DType t) {
+  if (is_float(t) || matmul_exact() || !dot_kernels(t)) return 1;
+  return gemm_min_tokens(t);
+}
+
 void matmul_serial(const WeightView& w, const float* x, int64_t n, float* y) {
   matmul_impl(w, x, n, y, nullptr);
 }

@@ -43,6 +43,10 @@ bool matmul_exact();
 // sgemm path, smaller ones the per-row dot kernels. 0 restores the per-dtype
 // defaults (f32: 2, f16/bf16: 3, quantized: 24).
 void set_matmul_gemm_min_tokens(int64_t n);
+// The smallest batch from which a matmul of this dtype computes every token alike (the
+// sgemm threshold for quantized types, whose smaller batches use 8-bit activations; 1 when
+// every batch size takes one path: exact mode, float weights).
+int64_t matmul_uniform_tokens(DType t);
 
 // Dequantizes row `row` of w into out: (cols). Returns false without reading w when
 // row is outside [0, rows).
