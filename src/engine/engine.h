@@ -16,6 +16,7 @@
 #include "engine/block_manager.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
+#include "engine/token_constraint.h"
 #include "model/model.h"
 
 namespace ballast::engine {
@@ -30,6 +31,7 @@ struct GenerationRequest {
   int64_t max_tokens = 16;
   bool ignore_eos = false;
   std::set<int32_t> stop_ids;         // eos ids + client stop_token_ids (validated)
+  ConstraintFactory constraint;       // structured output (null: none)
 };
 
 // One generated token, delivered to the request's callback on the engine thread.
@@ -79,12 +81,15 @@ class Engine {
     int32_t enc_seq = -1;  // encoder-decoders: the block-manager sequence of the cross K/V
     bool encoded = false;
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
+    std::unique_ptr<TokenConstraint> constraint;  // from req.constraint
+    std::vector<uint8_t> mask;                    // its token mask for the next draw
   };
   void finish(uint64_t id, FinishReason r, Status st, TokenEvent ev);
   // Runs the encode step for the scheduled requests whose encoder has not run; a request
   // whose encoder fails is finished with the error.
   void encode(const std::vector<ScheduledChunk>& chunks);
   void drain_inbox();
+  void fill_constraint_mask(Active& a);
 
   model::Model& model_;
   std::shared_ptr<const std::vector<uint8_t>> valid_;
