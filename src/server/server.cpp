@@ -288,6 +288,12 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
                            "); the server admits at most " + std::to_string(s.cfg.max_queue) +
                            " per request (--max-queue); send fewer prompts or a smaller n",
                        "n", "too_many_sequences");
+  engine::ConstraintFactory constraint;
+  if (!p.grammar.empty()) {
+    auto f = s.grammars.get(p.grammar, *s.rt->tok, audit.valid);
+    if (!f.ok()) return from_status(f.status(), "response_format");
+    constraint = f.value();
+  }
   const int64_t ctx = s.ctx_size;
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     auto& ids = prompts[pi];
@@ -320,6 +326,7 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
       spec.req.max_tokens = max_tokens;
       spec.req.ignore_eos = false;  // expressed through stop_ids above
       spec.req.stop_ids = stop_ids;
+      spec.req.constraint = constraint;
       spec.choice_index = static_cast<int>(pi * p.n + j);
       spec.prompt_index = static_cast<int>(pi);
       out.seqs.push_back(std::move(spec));
