@@ -49,6 +49,7 @@ Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
   a->cb = std::move(cb);
   a->seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
   a->tokens = a->req.prompt;
+  if (a->req.constraint) a->constraint = a->req.constraint();
   inbox_.emplace_back(id, std::move(a));
   return id;
 }
@@ -228,6 +229,10 @@ bool Engine::step() {
         r.generated = std::span<const int32_t>(a.tokens.data() + a.req.prompt.size(), a.tokens.size() - a.req.prompt.size());
         r.seed = a.seed;
         r.step = static_cast<uint64_t>(a.n_generated);
+        if (a.constraint) {
+          fill_constraint_mask(a);
+          r.token_mask = &a.mask;
+        }
         req.rows.push_back(r);
       }
       plan.tokens.push_back(a.tokens[pos]);
@@ -307,7 +312,13 @@ bool Engine::step() {
     }
     a.tokens.push_back(ev.id);
     a.n_generated++;
-    if (!a.req.ignore_eos && a.req.stop_ids.count(ev.id)) {
+    const bool is_stop = !a.req.ignore_eos && a.req.stop_ids.count(ev.id);
+    if (a.constraint && !is_stop && !a.constraint->accept(ev.id)) {
+      finish(id, FinishReason::kError,
+             error(ErrorCode::kInternal, "token " + std::to_string(ev.id) + " drawn outside the grammar mask"), {});
+      continue;
+    }
+    if (is_stop || (a.constraint && a.constraint->must_end())) {
       finish(id, FinishReason::kStop, Status(), std::move(ev));
     } else if (a.n_generated >= a.req.max_tokens ||
                static_cast<int64_t>(a.tokens.size()) >= opts_.ctx_size) {
@@ -317,6 +328,15 @@ bool Engine::step() {
     }
   }
   return true;
+}
+
+// The constraint's mask, with the stop ids allowed exactly when the output may end here.
+void Engine::fill_constraint_mask(Active& a) {
+  a.constraint->fill_mask(a.mask);
+  if (valid_ && a.mask.size() < valid_->size()) a.mask.resize(valid_->size(), 0);
+  const bool end = a.constraint->can_end();
+  for (int32_t id : a.req.stop_ids)
+    if (id >= 0 && id < static_cast<int32_t>(a.mask.size())) a.mask[id] = end;
 }
 
 void Engine::encode(const std::vector<ScheduledChunk>& chunks) {

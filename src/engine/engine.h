@@ -16,6 +16,7 @@
 #include "engine/block_manager.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
+#include "engine/token_constraint.h"
 #include "model/model.h"
 
 namespace ballast::engine {
@@ -37,6 +38,7 @@ struct GenerationRequest {
   // waits until that one's prompt is computed, then shares its full blocks through the
   // prefix cache (the last partial block is recomputed, not copied) and so starts after it.
   uint64_t fork_of = 0;
+  ConstraintFactory constraint;       // structured output (null: none)
 };
 
 // One generated token, delivered to the request's callback on the engine thread.
@@ -103,6 +105,8 @@ class Engine {
     bool lps_sent = false;      // prompt logprobs delivered
     std::vector<SampleResult> prompt_lps;  // (computed prompt positions - 1) so far
     uint64_t seed = 0;  // the request's seed (or a random one): draws hash (seed, step)
+    std::unique_ptr<TokenConstraint> constraint;  // from req.constraint
+    std::vector<uint8_t> mask;                    // its token mask for the next draw
   };
   // Shares the longest cached prefix of a request that has no blocks yet.
   void attach_prefix(Active& a);
@@ -113,6 +117,7 @@ class Engine {
   // whose encoder fails is finished with the error.
   void encode(const std::vector<ScheduledChunk>& chunks);
   void drain_inbox();
+  void fill_constraint_mask(Active& a);
 
   model::Model& model_;
   std::shared_ptr<const std::vector<uint8_t>> valid_;

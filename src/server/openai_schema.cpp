@@ -3,6 +3,7 @@
 
 #include "chat/chat_template.h"
 #include "server/json_body.h"
+#include "server/structured_output.h"
 
 #include <cmath>
 #include <functional>
@@ -93,6 +94,7 @@ MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim,
         return bad_request("unsupported parameter 'stream_options." + f.key() + "'", "stream_options." + f.key());
     if (auto e = get_bool(*it, "include_usage", p.include_usage)) return e;
   }
+  if (auto e = parse_structured_output(body, p.grammar, allowed)) return e;
   if (auto e = get_int(body, "max_tokens", p.max_tokens, 1, INT32_MAX)) return e;
   if (auto e = get_number(body, "temperature", p.temperature, 0.0, 100.0)) return e;
   if (auto e = get_number(body, "top_p", p.top_p, 0.0, 1.0)) return e;
@@ -253,10 +255,8 @@ MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimi
   std::set<std::string> allowed{"messages", "max_completion_tokens", "logprobs", "top_logprobs", "tools",
                                 "chat_template_kwargs", "add_generation_prompt"};
   if (auto e = parse_common(body, p, lim, allowed)) return e;
-  auto text_format = [](const ojson& v) { return v.is_object() && v.value("type", "") == "text" && v.size() == 1; };
   auto tool_choice_ok = [](const ojson& v) { return v.is_string() && (v == "none" || v == "auto"); };
   auto is_false = [](const ojson& v) { return v.is_boolean() && !v.get<bool>(); };
-  if (auto e = neutral_only<ojson>(body, "response_format", text_format, allowed)) return e;
   if (auto e = neutral_only<ojson>(body, "tool_choice", tool_choice_ok, allowed)) return e;
   if (auto e = neutral_only<ojson>(body, "parallel_tool_calls", is_false, allowed)) return e;
   if (auto e = neutral_only<ojson>(body, "store", is_false, allowed)) return e;

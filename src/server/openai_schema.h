@@ -34,6 +34,7 @@ struct CommonParams {
   int top_logprobs = 0;
   std::optional<int64_t> truncate_prompt_tokens;  // keep only the last k prompt tokens
   bool skip_special_tokens = true;
+  std::string grammar;                   // GBNF from response_format / grammar (empty: none)
 
   int64_t sequences_per_prompt() const { return best_of ? *best_of : n; }
   // Applies the set fields onto the model's defaults.

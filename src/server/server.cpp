@@ -303,6 +303,12 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
     sp.seed = rng() & ((uint64_t{1} << 53) - 1);
   }
   out.seed = *sp.seed;
+  engine::ConstraintFactory constraint;
+  if (!p.grammar.empty()) {
+    auto f = s.grammars.get(p.grammar, *s.rt->tok, audit.valid);
+    if (!f.ok()) return from_status(f.status(), "response_format");
+    constraint = f.value();
+  }
   const int64_t ctx = s.ctx_size;
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     auto& ids = prompts[pi];
@@ -336,6 +342,7 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
       spec.req.max_tokens = max_tokens;
       spec.req.ignore_eos = false;  // expressed through stop_ids above
       spec.req.stop_ids = stop_ids;
+      spec.req.constraint = constraint;
       spec.choice_index = static_cast<int>(pi * per_prompt + j);
       spec.prompt_index = static_cast<int>(pi);
       out.seqs.push_back(std::move(spec));

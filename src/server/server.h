@@ -19,6 +19,7 @@
 #include "server/metrics.h"
 #include "server/openai_schema.h"
 #include "server/prompt_builder.h"
+#include "server/structured_output.h"
 
 namespace ballast::server {
 
@@ -65,6 +66,7 @@ class Server {
   std::atomic<int64_t> active_requests{0};
   SchemaLimits limits;
   JsonBodyLimits json_limits;
+  GrammarCache grammars;  // structured output
 
   bool known_model(const std::string& name) const;
 

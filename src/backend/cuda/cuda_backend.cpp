@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include "backend/backend.h"
+#include "backend/logits_chain.h"
 
 #if BALLAST_HAVE_CUDA
 #include <algorithm>
@@ -308,6 +309,28 @@ Status CudaBackend::run(const backend::StepPlan& plan, const Forward& forward, c
                         const backend::StepOptions& opts, backend::StepResult& out) {
   out.rows.clear();
   out.logits.clear();
+  // Token masks (grammars) are made on the host per sequence: such a step brings its logits
+  // back and runs the one chain there (backend/cpu/logits_chain.cpp), as the CPU backend does.
+  if (std::any_of(req.rows.begin(), req.rows.end(), [](const backend::SampleRow& r) { return r.token_mask != nullptr; })) {
+    backend::LogitsRequest raw;
+    raw.valid = req.valid;
+    raw.return_logits = true;
+    BALLAST_RETURN_IF_ERROR(run(plan, forward, raw, opts, out));
+    const size_t m = req.rows.size();
+    if (out.logits.empty() || out.logits.size() % m != 0)
+      return error(ErrorCode::kInternal, "CUDA backend: no logits for the host chain");
+    const size_t v = out.logits.size() / m;
+    out.rows.assign(m, {});
+    std::vector<float> row;
+    for (size_t r = 0; r < m; ++r) {
+      row.assign(out.logits.begin() + r * v, out.logits.begin() + (r + 1) * v);
+      auto res = backend::run_chain(row, req.valid, req.rows[r]);
+      if (res.ok()) out.rows[r].sample = std::move(res.value());
+      else out.rows[r].status = res.status();
+    }
+    if (!req.return_logits) out.logits.clear();
+    return Status();
+  }
   if (d_.n_blocks == 0) return error(ErrorCode::kInternal, "CUDA backend: run() before init_kv()");
   const double t0 = g_timing.on ? now_us() : 0;
   StepIndex st;
