@@ -238,7 +238,7 @@ TEST(ChatSchema, Errors) {
   EXPECT_EQ(err(R"({"messages":[{"role":"user"}]})"), "messages");
   EXPECT_EQ(err(R"({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]})"), "messages");
   EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})"), "top_logprobs");
-  EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})"), "response_format");
+  EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}})"), "response_format");
   EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"tool_choice":"required"})"), "tool_choice");
   EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"functions":[]})"), "functions");
   EXPECT_EQ(err(R"({"messages":[{"role":"user","content":"x"}],"max_tokens":3,"max_completion_tokens":4})"),
