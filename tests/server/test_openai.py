@@ -341,7 +341,7 @@ def test_error_400_unsupported_parameter(client):
     assert e.value.param == "best_of"
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
-                                       response_format={"type": "json_object"})
+                                       response_format={"type": "yaml"})
     assert e.value.param == "response_format"
 
 

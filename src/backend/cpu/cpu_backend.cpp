@@ -79,10 +79,17 @@ int64_t CpuBackend::rows(backend::WeightId w) const {
 }
 
 Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t want) {
-  // Half-float K/V unless the exact path is asked for (or BALLAST_CPU_KV=f32): decode
-  // reads the whole span every token, so its bytes are what long contexts cost.
+  // Half-float K/V for quantized models in the default mode (decode reads the whole span
+  // every token, so its bytes are what long contexts cost; llama.cpp's default too). Float
+  // checkpoints keep float K/V, as their matmuls stay in fp32; --exact keeps float
+  // everywhere. BALLAST_CPU_KV=f32|f16 overrides (comparisons).
   const char* kv_env = std::getenv("BALLAST_CPU_KV");
-  const bool f16 = !matmul_exact() && !(kv_env && std::string(kv_env) == "f32");
+  const std::string kv_mode = kv_env ? kv_env : "";
+  bool quantized = false;
+  for (const auto& m : mats_)
+    for (const auto& part : m.parts)
+      if (part.dtype != DType::kF32 && part.dtype != DType::kF16 && part.dtype != DType::kBF16) quantized = true;
+  const bool f16 = kv_mode == "f16" || (kv_mode != "f32" && !matmul_exact() && quantized);
   const int64_t per_block = layout.bytes_per_block(f16 ? 2 : 4);
   if (want <= 0) want = std::max<int64_t>(1, (opts_.kv_ram_bytes > 0 ? opts_.kv_ram_bytes : int64_t(8) << 30) / per_block);
   if (opts_.kv_blocks > 0) want = opts_.kv_blocks;
@@ -104,7 +111,9 @@ Result<int64_t> CpuBackend::init_kv(const backend::KvLayout& layout, int64_t wan
 }
 
 int64_t CpuBackend::uniform_step_tokens() const {
-  int64_t n = 1;
+  // Prompt attention runs as tiles from 8 queries (attention.cpp) and decode attention as
+  // key chunks: a query's result depends on which of the two computed it.
+  int64_t n = 8;
   for (const auto& m : mats_) {
     if (m.packed.data && !matmul_exact() && packed_supported()) continue;  // panels: one path for every n
     for (const auto& p : m.parts) n = std::max(n, matmul_uniform_tokens(p.dtype));
