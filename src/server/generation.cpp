@@ -7,7 +7,7 @@ namespace ballast::server {
 
 std::string token_text(const tokenizer::Tokenizer& tok, int32_t id) {
   std::vector<int32_t> one{id};
-  auto r = tok.decode(one, false);
+  auto r = tok.decode_with(one, false, false);
   return r.ok() ? r.value() : std::string();
 }
 
@@ -31,30 +31,34 @@ MaybeError Generation::submit(std::vector<SequenceSpec> specs) {
     Seq& s = seqs_[i];
     s.choice = specs[i].choice_index;
     s.stop_ids = specs[i].req.stop_ids;
-    s.dec = std::make_unique<tokenizer::StreamDecoder>(tok_, opts_.skip_special_tokens);
+    s.dec = std::make_unique<tokenizer::StreamDecoder>(tok_, opts_.skip_special_tokens, opts_.clean_up_spaces);
     s.stop = std::make_unique<StopMatcher>(opts_.stop);
   }
+  // All or nothing: a refused request leaves nothing queued behind it.
+  std::vector<engine::GenerationRequest> reqs;
+  std::vector<engine::Engine::Callback> cbs;
   for (size_t i = 0; i < specs.size(); ++i) {
-    auto q = queue_;
-    auto r = loop_.submit(std::move(specs[i].req), [q, i](const engine::TokenEvent& ev) {
+    reqs.push_back(std::move(specs[i].req));
+    cbs.push_back([q = queue_, i](const engine::TokenEvent& ev) {
       {
         std::lock_guard<std::mutex> lk(q->mu);
         q->q.push_back(Event{i, ev, Clock::now()});
       }
       q->cv.notify_one();
     });
-    if (!r.ok()) {
-      for (size_t j = i; j < seqs_.size(); ++j) seqs_[j].done = true;
-      cancel_all();
-      ApiError e;
-      e.status = 429;
-      e.type = "server_overloaded";
-      e.code = "queue_full";
-      e.message = "the server is at capacity: " + r.status().message() + "; retry later";
-      return e;
-    }
-    seqs_[i].engine_id = r.value();
   }
+  auto r = loop_.submit_all(std::move(reqs), std::move(cbs));
+  if (!r.ok()) {
+    for (auto& s : seqs_) s.done = true;
+    if (r.status().code() != ErrorCode::kResourceExhausted) return from_status(r.status());
+    ApiError e;
+    e.status = 429;
+    e.type = "server_overloaded";
+    e.code = "queue_full";
+    e.message = "the server is at capacity: " + r.status().message() + "; retry later";
+    return e;
+  }
+  for (size_t i = 0; i < seqs_.size(); ++i) seqs_[i].engine_id = r.value()[i];
   return {};
 }
 

@@ -33,6 +33,7 @@ struct CommonParams {
   int top_logprobs = 0;
   std::optional<int64_t> truncate_prompt_tokens;  // keep only the last k prompt tokens
   bool skip_special_tokens = true;
+  std::optional<bool> clean_up_tokenization_spaces;  // null: the server's --clean-up-tokenization-spaces
 
   // Applies the set fields onto the model's defaults.
   engine::SamplingParams sampling(engine::SamplingParams defaults) const;
