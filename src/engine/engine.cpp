@@ -53,7 +53,7 @@ Result<std::vector<uint64_t>> Engine::submit_all(std::vector<GenerationRequest> 
       return error(ErrorCode::kInvalidArgument, "an encoder input for a decoder-only model");
   }
   if (reqs.empty()) return std::vector<uint64_t>{};
-  const std::string& client = reqs.front().client;
+  const std::string client = reqs.front().client;  // a copy: the requests are moved below
   const int64_t n = static_cast<int64_t>(reqs.size());
   const int64_t max_queue = opts_.limits.max_queue;
   const auto now = std::chrono::steady_clock::now();

@@ -187,12 +187,14 @@ def concurrently(n, fn):
 
 def test_eight_concurrent_200k_message_bodies(srv):
     # The case: 6.8 MB of 200,000 short messages, eight at once (was a 3.1 GB peak).
+    # The bodies themselves are 8 x 6.8 MB; nothing is built from them (shape pre-scan).
     raw = '{"messages":[' + ",".join(['{"role":"user","content":"x"}'] * 200000) + "]}"
     with RssPeak(srv) as m:
         rs = concurrently(8, lambda: post(srv, "/v1/chat/completions", raw=raw))
     for r in rs:
         assert_error(r, 400)
-    assert m.growth_mb < 64, m.growth_mb
+    print(f"RSS peak growth, 8 x 200k-message bodies: {m.growth_mb:.0f} MB")
+    assert m.growth_mb < 8 * len(raw) / 2**20 + 24, m.growth_mb
     alive(srv)
 
 
@@ -207,6 +209,7 @@ def test_eight_concurrent_bodies_just_within_the_shape_limits(srv):
         rs = concurrently(8, lambda: post(srv, "/v1/chat/completions", raw=raw))
     for r in rs:
         assert_error(r, 400, param="messages")
+    print(f"RSS peak growth, 8 x 60k-message bodies: {m.growth_mb:.0f} MB")
     assert m.growth_mb < 160, m.growth_mb
     time.sleep(0.5)
     assert (rss_kb(srv) - before) / 1024 < 48, (before, rss_kb(srv))
@@ -400,12 +403,19 @@ def timed(fn):
 
 def test_1024_idle_connections_do_not_lock_out(model_path):
     # Defaults: --max-connections 1024, --max-connections-per-ip 256.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
     s = ServerProcess(model_path, ["--ctx-size", "256"])
     socks = []
     try:
+        # Warm up first: the first completion pages in the mmap'd weights and scratch buffers.
+        assert post(s, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}).status_code == 200
         rss0 = rss_kb(s)
         socks = [connect(s) for _ in range(1024)]
         time.sleep(1)
+        rss_idle = rss_kb(s)
         status, dt = timed(s.health)
         assert status == 200 and dt < 2, (status, dt)
         r, dt = timed(lambda: post(s, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}))
@@ -413,7 +423,9 @@ def test_1024_idle_connections_do_not_lock_out(model_path):
         # The address's longest-idle connections were closed to stay within 256 per address.
         assert metric(s, "ballast_http_connections") <= 256
         assert metric(s, "ballast_http_connections_evicted_total") >= 1024 - 256
-        assert rss_kb(s) - rss0 < 64 * 1024, (rss0, rss_kb(s))
+        # Idle connections cost little memory (1 MiB stacks, mostly untouched).
+        assert rss_idle - rss0 < 32 * 1024, (rss0, rss_idle)
+        print(f"RSS {rss0 // 1024} MB warm, {rss_idle // 1024} MB with 1024 idle connections")
         alive(s)
     finally:
         for c in socks:
@@ -563,10 +575,10 @@ def test_cancelled_waiting_requests_free_the_queue(model_path):
                 assert r.status_code == 200
         # Both clients hung up while waiting: the queue is empty again at once.
         time.sleep(0.5)
-        r = httpx.post(s.url + "/v1/completions", json=dict(long_body, max_tokens=1, stream=True), timeout=5,
-                       headers={"Authorization": f"Bearer {API_KEY}"})
-        # Admitted (200 stream opened), not refused with 429.
-        assert r.status_code == 200, r.text
+        with httpx.stream("POST", s.url + "/v1/completions", json=dict(long_body, max_tokens=1, stream=True),
+                          timeout=5, headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            # Queued (the stream opened), not refused with 429.
+            assert r.status_code == 200
         hold.join(120)
         assert metric(s, "ballast_requests_waiting") == 0
     finally:
@@ -586,6 +598,8 @@ def test_a_flooding_client_cannot_starve_another(model_path):
                 r = c.post(s.url + "/v1/completions", json={"prompt": "A", "max_tokens": 8, "ignore_eos": True},
                            headers={"Authorization": f"Bearer {API_KEY}"})
                 a_done.append(r.status_code)
+                if r.status_code == 429:
+                    time.sleep(0.02)  # a tight loop would only starve this 2-core test machine
 
     flooders = [threading.Thread(target=flood) for _ in range(8)]
     try:
