@@ -68,10 +68,10 @@ CHATS = ["Hi!", "What is 2+2?", "Name a planet.", "Say hello in Spanish."]
 def greedy_cases():
     cases = []
     for i, p in enumerate(PROMPTS):
-        cases.append(("/v1/completions", {"prompt": p, "max_tokens": 4 + i % 5, "temperature": 0}))
+        cases.append(("/v1/completions", {"prompt": p, "max_tokens": 2 + i % 3, "temperature": 0}))
     for i, c in enumerate(CHATS):
         cases.append(("/v1/chat/completions", {"messages": [{"role": "user", "content": c}],
-                                               "max_tokens": 6 + i % 3, "temperature": 0}))
+                                               "max_tokens": 3 + i % 3, "temperature": 0}))
     return cases
 
 
@@ -140,7 +140,7 @@ class Soak:
         self.url = f"http://127.0.0.1:{port}"
         cmd = [self.args.bin, "serve", "--model", self.args.model, "--port", str(port), "--api-key", KEY,
                "--ctx-size", "512", "--max-batch", str(self.args.max_batch), "--max-queue", "64",
-               "--threads", str(self.args.threads)]
+               "--threads", str(self.args.threads)] + self.args.server_arg
         self.log = open(self.args.log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(1200):
@@ -192,7 +192,7 @@ class Soak:
             if r.status_code not in (200, 429):
                 self.fail(f"sampled {r.status_code}: {r.text[:200]}")
         elif k < 0.73:  # hang up during prefill: a long prompt, gone before the first token
-            prompt = " ".join(rng.choice(PROMPTS) for _ in range(30))
+            prompt = " ".join(rng.choice(PROMPTS) for _ in range(20))
             try:
                 c.post(self.url + "/v1/completions", json={"prompt": prompt, "max_tokens": 32},
                        headers=H, timeout=rng.uniform(0.02, 0.3))
@@ -200,7 +200,7 @@ class Soak:
             except httpx.TimeoutException:
                 self.note("abort_prefill", "aborted")
         elif k < 0.81:  # hang up during decode
-            b = {"prompt": rng.choice(PROMPTS), "max_tokens": 64, "ignore_eos": True}
+            b = {"prompt": rng.choice(PROMPTS), "max_tokens": 24, "ignore_eos": True}
             status, _ = stream_text(c, self.url, "/v1/completions", b, abort_after=rng.randint(1, 4))
             self.note("abort_decode", status)
             if status not in ("aborted", 200, 429):
@@ -332,14 +332,21 @@ def main():
     ap.add_argument("--model", default=str(models / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
     ap.add_argument("--requests", type=int, default=int(os.environ.get("SOAK_REQUESTS", 10000)))
-    ap.add_argument("--clients", type=int, default=int(os.environ.get("SOAK_CLIENTS", 12)))
+    ap.add_argument("--clients", type=int, default=int(os.environ.get("SOAK_CLIENTS", 16)))
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=float, default=20)
     ap.add_argument("--log", default="/tmp/ballast-soak-server.log")
     ap.add_argument("--out", default=str(ROOT / "build" / "soak.json"))
     ap.add_argument("--progress", action="store_true")
+    # --exact by default: the default int8 CPU path picks matmul kernels by batch size, whose
+    # float summation order differs, so a near-tie greedy token can differ from the solo run
+    # (docs/server.md); the fp32 path is batch-invariant, which is what this soak checks.
+    ap.add_argument("--server-arg", action="append", default=None,
+                    help="`ballast serve` argument (repeatable; default: --exact), e.g. --server-arg=--threads=2")
     a = ap.parse_args()
+    if a.server_arg is None:
+        a.server_arg = ["--exact"]
     s = Soak(a).run()
     text = json.dumps(s, indent=2)
     print(text)
