@@ -113,7 +113,7 @@ test-asan-build: deps
 test-asan: venv test-asan-build
 	rm -rf $(ASAN_BUILD)/asan-logs && mkdir -p $(ASAN_BUILD)/asan-logs
 	cd $(ASAN_BUILD) && BALLAST_MODEL_DIR="$(MODEL_DIR)" $(ASAN_ENV) timeout $(ASAN_TIMEOUT) ./bin/ballast_tests
-	BALLAST_BIN=$(abspath $(ASAN_BUILD))/bin/ballast BALLAST_MODEL_DIR="$(MODEL_DIR)" $(ASAN_ENV) \
+	BALLAST_SANITIZER=1 BALLAST_BIN=$(abspath $(ASAN_BUILD))/bin/ballast BALLAST_MODEL_DIR="$(MODEL_DIR)" $(ASAN_ENV) \
 	  timeout $(ASAN_TIMEOUT) $(PY) -m pytest -q -p no:cacheprovider $(ASAN_PY_TESTS)
 	@if ls $(ASAN_BUILD)/asan-logs/* >/dev/null 2>&1; then \
 	  echo "sanitizer reports:"; cat $(ASAN_BUILD)/asan-logs/*; exit 1; fi

@@ -7,10 +7,17 @@ import socket
 import threading
 import time
 
+import os
+
 import httpx
 import pytest
 
 from conftest import API_KEY, ServerProcess
+
+# Under `make test-asan` (BALLAST_SANITIZER=1) memory is ASan's (shadow, quarantine): RSS
+# bounds do not apply, and time bounds get a factor.
+SAN = bool(os.environ.get("BALLAST_SANITIZER"))
+SLOW = 5 if SAN else 1
 
 BIG = ["--ctx-size", "512", "--max-batch", "4", "--max-queue", "32", "--max-body-bytes", "8388608"]
 
@@ -145,7 +152,7 @@ def test_many_messages_rejected_without_memory_blowup(srv):
     raw = '{"messages":[' + ",".join(['{"role":"user","content":"x"}'] * 200000) + "]}"
     assert len(raw) > 6_000_000
     assert_error(post(srv, "/v1/chat/completions", raw=raw), 400)
-    assert rss_kb(srv) - before < 64 * 1024, (before, rss_kb(srv))
+    assert SAN or rss_kb(srv) - before < 64 * 1024, (before, rss_kb(srv))
     alive(srv)
 
 
@@ -194,7 +201,7 @@ def test_eight_concurrent_200k_message_bodies(srv):
     for r in rs:
         assert_error(r, 400)
     print(f"RSS peak growth, 8 x 200k-message bodies: {m.growth_mb:.0f} MB")
-    assert m.growth_mb < 8 * len(raw) / 2**20 + 24, m.growth_mb
+    assert SAN or m.growth_mb < 8 * len(raw) / 2**20 + 24, m.growth_mb
     alive(srv)
 
 
@@ -210,9 +217,9 @@ def test_eight_concurrent_bodies_just_within_the_shape_limits(srv):
     for r in rs:
         assert_error(r, 400, param="messages")
     print(f"RSS peak growth, 8 x 60k-message bodies: {m.growth_mb:.0f} MB")
-    assert m.growth_mb < 160, m.growth_mb
+    assert SAN or m.growth_mb < 160, m.growth_mb
     time.sleep(0.5)
-    assert (rss_kb(srv) - before) / 1024 < 48, (before, rss_kb(srv))
+    assert SAN or (rss_kb(srv) - before) / 1024 < 48, (before, rss_kb(srv))
     alive(srv)
 
 
@@ -417,14 +424,14 @@ def test_1024_idle_connections_do_not_lock_out(model_path):
         time.sleep(1)
         rss_idle = rss_kb(s)
         status, dt = timed(s.health)
-        assert status == 200 and dt < 2, (status, dt)
+        assert status == 200 and dt < 2 * SLOW, (status, dt)
         r, dt = timed(lambda: post(s, "/v1/completions", {"prompt": "Hi", "max_tokens": 2}))
-        assert r.status_code == 200 and dt < 10, (r.text, dt)
+        assert r.status_code == 200 and dt < 10 * SLOW, (r.text, dt)
         # The address's longest-idle connections were closed to stay within 256 per address.
         assert metric(s, "ballast_http_connections") <= 256
         assert metric(s, "ballast_http_connections_evicted_total") >= 1024 - 256
         # Idle connections cost little memory (1 MiB stacks, mostly untouched).
-        assert rss_idle - rss0 < 32 * 1024, (rss0, rss_idle)
+        assert SAN or rss_idle - rss0 < 32 * 1024, (rss0, rss_idle)
         print(f"RSS {rss0 // 1024} MB warm, {rss_idle // 1024} MB with 1024 idle connections")
         alive(s)
     finally:
@@ -439,7 +446,7 @@ def test_idle_connections_evicted_at_global_limit(model_path):
     try:
         socks = [connect(s) for _ in range(200)]
         status, dt = timed(s.health)
-        assert status == 200 and dt < 2, (status, dt)
+        assert status == 200 and dt < 2 * SLOW, (status, dt)
         assert post(s, "/v1/completions", {"prompt": "Hi", "max_tokens": 1}).status_code == 200
         assert metric(s, "ballast_http_connections") <= 32
         # An evicted idle socket reads end-of-file.
@@ -462,7 +469,7 @@ def test_busy_connections_full_health_still_answered(model_path):
             socks.append(c)
         time.sleep(0.3)
         status, dt = timed(s.health)
-        assert status == 200 and dt < 2, (status, dt)
+        assert status == 200 and dt < 2 * SLOW, (status, dt)
         r = httpx.post(s.url + "/v1/completions", json={"prompt": "Hi"}, timeout=10,
                        headers={"Authorization": f"Bearer {API_KEY}"})
         assert_error(r, 503, text="too many connections")
