@@ -27,7 +27,7 @@ FUZZ_MAX_LEN_jinja := 4096
 PORT ?= 8080
 HOST ?= 127.0.0.1
 
-.PHONY: all deps fuzz-deps venv build test test-gpu test-asan fuzz serve models bench clean
+.PHONY: all deps fuzz-deps venv build test test-gpu test-asan test-asan-build fuzz serve models bench soak clean
 
 all: build
 
@@ -95,15 +95,34 @@ fuzz: fuzz-deps
 	  fi; \
 	done
 
-# The unit tests built with ASan+UBSan (gcc), separate build dir.
-test-asan: deps
+# ASan+UBSan (gcc, separate build dir): the unit tests, then the end-to-end server tests
+# (ASAN_PY_TESTS) against the sanitized `ballast` (BALLAST_BIN). A sanitizer report in a
+# server process is written under $(ASAN_BUILD)/asan-logs/ and fails the target even when
+# the test that caused it passed. ASAN_TIMEOUT bounds each half (seconds).
+ASAN_PY_TESTS ?= tests/server/test_hardening.py tests/server/test_openai.py tests/server/test_decode_cleanup.py
+ASAN_TIMEOUT ?= 2400
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:log_path=$(abspath $(ASAN_BUILD))/asan-logs/asan \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(abspath $(ASAN_BUILD))/asan-logs/ubsan
+test-asan-build: deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DBALLAST_CUDA=OFF \
 	  -DBALLAST_PYTHON=$(abspath $(PY)) \
 	  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined"
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target ballast_tests
-	cd $(ASAN_BUILD) && BALLAST_MODEL_DIR="$(MODEL_DIR)" ASAN_OPTIONS=detect_leaks=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1 ./bin/ballast_tests
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target ballast_tests ballast
+
+test-asan: venv test-asan-build
+	rm -rf $(ASAN_BUILD)/asan-logs && mkdir -p $(ASAN_BUILD)/asan-logs
+	cd $(ASAN_BUILD) && BALLAST_MODEL_DIR="$(MODEL_DIR)" $(ASAN_ENV) timeout $(ASAN_TIMEOUT) ./bin/ballast_tests
+	BALLAST_SANITIZER=1 BALLAST_BIN=$(abspath $(ASAN_BUILD))/bin/ballast BALLAST_MODEL_DIR="$(MODEL_DIR)" $(ASAN_ENV) \
+	  timeout $(ASAN_TIMEOUT) $(PY) -m pytest -q -p no:cacheprovider $(ASAN_PY_TESTS)
+	@if ls $(ASAN_BUILD)/asan-logs/* >/dev/null 2>&1; then \
+	  echo "sanitizer reports:"; cat $(ASAN_BUILD)/asan-logs/*; exit 1; fi
+	@echo "test-asan: clean"
+
+# Long-running soak of `ballast serve` (bench/soak.py): SOAK_SECONDS (600) and at least
+# SOAK_REQUESTS (10000) mixed requests over loopback on the default model, then the checks.
+soak: venv build $(DEFAULT_MODEL)
+	BALLAST_MODEL_DIR="$(MODEL_DIR)" $(PY) bench/soak.py --bin $(BUILD)/bin/ballast --model "$(DEFAULT_MODEL)" --progress
 
 test-gpu:
 	bash tools/test_gpu.sh

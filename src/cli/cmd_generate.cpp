@@ -95,7 +95,7 @@ int run_generate(GenerateArgs& a) {
   const auto& o = out.value();
   std::vector<int32_t> text_ids = o.ids;
   if (o.finish == engine::FinishReason::kStop && !text_ids.empty()) text_ids.pop_back();
-  auto text = rt.tok->decode(text_ids, true);
+  auto text = rt.tok->decode_with(text_ids, true, false);  // lossless, as streamed
   if (!text.ok()) return fail(text.status());
   if (a.json) {
     nlohmann::json j;

@@ -62,6 +62,11 @@ int run_serve(ServeArgs& a) {
   if (cfg.max_batch < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-batch must be >= 1"));
   if (cfg.max_queue < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-queue must be >= 1"));
   if (cfg.max_messages < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-messages must be >= 1"));
+  if (cfg.max_connections < 1) return fail(error(ErrorCode::kInvalidArgument, "--max-connections must be >= 1"));
+  if (cfg.max_connections_per_ip < 1)
+    return fail(error(ErrorCode::kInvalidArgument, "--max-connections-per-ip must be >= 1"));
+  if (cfg.idle_timeout_s < 1) return fail(error(ErrorCode::kInvalidArgument, "--idle-timeout must be >= 1"));
+  if (cfg.header_timeout_s < 1) return fail(error(ErrorCode::kInvalidArgument, "--header-timeout must be >= 1"));
   if (cfg.ctx_size < 0) return fail(error(ErrorCode::kInvalidArgument, "--ctx-size must be >= 0"));
   if (a.max_body_bytes < 1024) return fail(error(ErrorCode::kInvalidArgument, "--max-body-bytes must be >= 1024"));
   cfg.max_body_bytes = static_cast<size_t>(a.max_body_bytes);
@@ -153,6 +158,15 @@ void add_serve(CLI::App& app, Options& o) {
   o.add_flag(c, "--no-prefix-cache", cfg.no_prefix_cache,
              "do not share KV blocks between requests with a common prompt prefix (on by default; "
              "off anyway for encoder-decoders and LongRoPE models)");
+  o.add_flag(c, "--clean-up-tokenization-spaces", cfg.clean_up_spaces,
+             "apply transformers' clean_up_tokenization to generated text (\" .\" -> \".\"); default: lossless");
+  o.add(c, "--max-connections", cfg.max_connections,
+        "open HTTP connections at most; beyond, the longest-idle one is closed (busy: 503, /health still answered)");
+  o.add(c, "--max-connections-per-ip", cfg.max_connections_per_ip,
+        "open HTTP connections per client address at most (its longest-idle one is closed beyond)");
+  o.add(c, "--idle-timeout", cfg.idle_timeout_s, "seconds a kept-alive connection may wait for its next request");
+  o.add(c, "--header-timeout", cfg.header_timeout_s,
+        "seconds to send a request line and headers (a new connection: from connect)");
   c->add_option("--debug-load-delay-ms", a->load_delay_ms, "wait before loading (tests)")->group("");
   on_run(c, [a] { return run_serve(*a); });
 }

@@ -14,10 +14,12 @@ struct TokArgs {
   bool no_add_special = false, split_special = false, skip_special = false, jsonl = false;
 };
 
+// --tokenizer wins when both are given, as in generate / inspect / serve (the model's
+// weights are not needed to tokenize, so they are not loaded).
 Result<std::unique_ptr<tokenizer::Tokenizer>> open_tokenizer(const TokArgs& a) {
-  if (a.model.empty() == a.tokenizer.empty())
-    return error(ErrorCode::kInvalidArgument, "give exactly one of --model and --tokenizer");
-  return tokenizer::Tokenizer::load(a.model.empty() ? a.tokenizer : a.model);
+  if (a.model.empty() && a.tokenizer.empty())
+    return error(ErrorCode::kInvalidArgument, "give --model or --tokenizer (or both: the tokenizer is used)");
+  return tokenizer::Tokenizer::load(a.tokenizer.empty() ? a.model : a.tokenizer);
 }
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
@@ -102,7 +104,8 @@ void add_tokenize(CLI::App& app, Options& o) {
   auto* a = new TokArgs();
   auto* t = app.add_subcommand("tokenize", "text on stdin -> {\"ids\": [...]}");
   t->add_option("--model", a->model, "HF model directory or .gguf file");
-  t->add_option("--tokenizer", a->tokenizer, "tokenizer.json, a directory with tokenizer files, or a .gguf");
+  t->add_option("--tokenizer", a->tokenizer,
+                "tokenizer.json, a directory with tokenizer files, or a .gguf (used instead of --model's)");
   t->add_flag("--no-add-special", a->no_add_special, "do not add BOS/EOS etc.");
   t->add_flag("--split-special", a->split_special, "tokenize special-token literals as plain text");
   t->add_flag("--jsonl", a->jsonl, "one {\"text\": ...} per stdin line, one {\"ids\": ...} per output line");
@@ -111,7 +114,8 @@ void add_tokenize(CLI::App& app, Options& o) {
   auto* b = new TokArgs();
   auto* d = app.add_subcommand("detokenize", "{\"ids\": [...]} on stdin -> {\"text\": \"...\"}");
   d->add_option("--model", b->model, "HF model directory or .gguf file");
-  d->add_option("--tokenizer", b->tokenizer, "tokenizer.json, a directory with tokenizer files, or a .gguf");
+  d->add_option("--tokenizer", b->tokenizer,
+                "tokenizer.json, a directory with tokenizer files, or a .gguf (used instead of --model's)");
   d->add_flag("--skip-special", b->skip_special, "drop special tokens");
   d->add_flag("--jsonl", b->jsonl, "one {\"ids\": ...} per stdin line");
   on_run(d, [b] { return run_detokenize(*b); });

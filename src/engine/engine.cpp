@@ -2,6 +2,8 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <random>
 
 #include "engine/prompt_logprobs.h"
@@ -22,7 +24,13 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
     : model_(model),
       valid_(std::move(valid)),
       opts_(opts),
-      sched_(opts.limits) {
+      sched_([&] {
+        // The engine bounds the queue at submission (exactly, net of cancellations);
+        // the scheduler must never drop what the engine accepted.
+        SchedulerLimits l = opts.limits;
+        l.max_queue = INT64_MAX;
+        return l;
+      }()) {
   const int64_t want = opts.kv_blocks > 0 ? opts.kv_blocks : BlockManager::blocks_for(opts.ctx_size) * opts.limits.max_batch;
   auto blocks = model.backend().init_kv(model.kv_layout(), want);
   // The cache must be a function of the token prefix alone: not so for an encoder-decoder
@@ -34,29 +42,87 @@ Engine::Engine(model::Model& model, std::shared_ptr<const std::vector<uint8_t>> 
 }
 
 Result<uint64_t> Engine::submit(GenerationRequest req, Callback cb) {
+  std::vector<GenerationRequest> reqs;
+  std::vector<Callback> cbs;
+  reqs.push_back(std::move(req));
+  cbs.push_back(std::move(cb));
+  auto r = submit_all(std::move(reqs), std::move(cbs));
+  if (!r.ok()) return r.status();
+  return r.value().front();
+}
+
+Result<std::vector<uint64_t>> Engine::submit_all(std::vector<GenerationRequest> reqs, std::vector<Callback> cbs) {
   if (!init_.ok()) return init_;
+  for (const auto& req : reqs) {
+    if (model_.encoder_decoder() && req.encoder.empty())
+      return error(ErrorCode::kInvalidArgument, "the encoder input is empty");
+    if (!model_.encoder_decoder() && !req.encoder.empty())
+      return error(ErrorCode::kInvalidArgument, "an encoder input for a decoder-only model");
+  }
+  if (reqs.empty()) return std::vector<uint64_t>{};
+  const std::string client = reqs.front().client;  // a copy: the requests are moved below
+  const int64_t n = static_cast<int64_t>(reqs.size());
+  const int64_t max_queue = opts_.limits.max_queue;
+  const auto now = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lk(mu_);
-  if (static_cast<int64_t>(n_waiting_ + inbox_.size()) >= opts_.limits.max_queue)
-    return error(ErrorCode::kResourceExhausted, "request queue full (" +
-                                                    std::to_string(opts_.limits.max_queue) + " waiting)");
-  uint64_t id = next_id_++;
-  if (model_.encoder_decoder() && req.encoder.empty())
-    return error(ErrorCode::kInvalidArgument, "the encoder input is empty");
-  if (!model_.encoder_decoder() && !req.encoder.empty())
-    return error(ErrorCode::kInvalidArgument, "an encoder input for a decoder-only model");
-  auto a = std::make_unique<Active>();
-  a->req = std::move(req);
-  a->cb = std::move(cb);
-  a->seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
-  a->tokens = a->req.prompt;
-  if (a->req.constraint) a->constraint = a->req.constraint();
-  inbox_.emplace_back(id, std::move(a));
-  return id;
+  // Clients that asked in the last few seconds count as contenders even with nothing
+  // queued (refused, or between requests), so a client that keeps the queue full cannot
+  // win every race for the room its own sequences free up.
+  for (auto it = recent_.begin(); it != recent_.end();)
+    it = now - it->second > std::chrono::seconds(5) ? recent_.erase(it) : std::next(it);
+  recent_[client] = now;
+  std::set<std::string> clients;
+  for (const auto& [c, k] : queued_by_client_) clients.insert(c);
+  for (const auto& [c, t] : recent_) clients.insert(c);
+  const int64_t share = std::max<int64_t>(1, max_queue / static_cast<int64_t>(clients.size()));
+  const int64_t mine = queued_by_client_.count(client) ? queued_by_client_[client] : 0;
+  const int64_t total = static_cast<int64_t>(queued_.size());
+  if (total + n > max_queue) {
+    return error(ErrorCode::kResourceExhausted, "request queue full (" + std::to_string(total) + " of " +
+                                                    std::to_string(max_queue) + " sequences waiting, this request needs " +
+                                                    std::to_string(n) + ")");
+  }
+  if (clients.size() > 1 && mine + n > share && mine > 0)
+    return error(ErrorCode::kResourceExhausted,
+                 "this client already has " + std::to_string(mine) + " sequence(s) waiting and its share of the queue is " +
+                     std::to_string(share) + " while " + std::to_string(clients.size() - 1) + " other client(s) wait");
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    uint64_t id = next_id_++;
+    auto a = std::make_unique<Active>();
+    a->req = std::move(reqs[i]);
+    a->cb = i < cbs.size() ? std::move(cbs[i]) : Callback();
+    a->seed = a->req.sampling.seed ? *a->req.sampling.seed : std::random_device{}() * 0x100000001ull ^ next_id_;
+    a->tokens = a->req.prompt;
+    if (a->req.constraint) a->constraint = a->req.constraint();
+    // A fork names its leader by position in this batch (its id is known only now).
+    if (a->req.fork_of_index >= 0 && a->req.fork_of_index < static_cast<int>(ids.size()))
+      a->req.fork_of = ids[a->req.fork_of_index];
+    inbox_.emplace_back(id, std::move(a));
+    queued_[id] = client;
+    queued_by_client_[client]++;
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+void Engine::unqueue_locked(uint64_t id) {
+  auto it = queued_.find(id);
+  if (it == queued_.end()) return;
+  auto c = queued_by_client_.find(it->second);
+  if (c != queued_by_client_.end() && --c->second <= 0) queued_by_client_.erase(c);
+  queued_.erase(it);
 }
 
 void Engine::cancel(uint64_t id) {
   std::lock_guard<std::mutex> lk(mu_);
   cancels_.insert(id);
+  unqueue_locked(id);  // a cancelled sequence no longer takes queue room
+}
+
+size_t Engine::queued() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return queued_.size();
 }
 
 bool Engine::idle() const {
@@ -79,9 +145,10 @@ void Engine::drain_inbox() {
     a->seq = next_seq_++;
     if (!a->req.encoder.empty()) a->enc_seq = next_seq_++;
     const uint64_t leader = a->req.fork_of;
+    const std::string client = a->req.client;
     active_[id] = std::move(a);
     if (leader && active_.count(leader)) forks_.push_back(id);  // events keep prompt order
-    else sched_.enqueue(id);  // queue bound enforced at submit
+    else sched_.enqueue(id, client);  // queue bound enforced at submit
   }
   for (uint64_t id : cancels)
     if (active_.count(id)) finish(id, FinishReason::kCancelled, Status(), {});
@@ -94,6 +161,10 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   ev.status = std::move(st);
   auto cb = std::move(it->second->cb);
   ev.cached_tokens = it->second->cached_tokens;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    unqueue_locked(id);
+  }
   kv_.release(it->second->seq);
   if (it->second->enc_seq >= 0) kv_.release(it->second->enc_seq);
   sched_.remove(id);
@@ -109,7 +180,7 @@ void Engine::release_forks() {
     // The leader's whole prompt is computed (its full blocks are named), or it is gone.
     if (leader == active_.end() ||
         leader->second->computed >= static_cast<int64_t>(leader->second->req.prompt.size()))
-      sched_.enqueue(id);
+      sched_.enqueue(id, active_.at(id)->req.client);
     else
       keep.push_back(id);
   }
@@ -156,6 +227,10 @@ bool Engine::step() {
            kv_.free_blocks();
   };
   auto chunks = sched_.schedule(item, can_admit);
+  if (auto admitted = sched_.take_admitted(); !admitted.empty()) {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (uint64_t id : admitted) unqueue_locked(id);
+  }
   n_waiting_ = sched_.waiting() + forks_.size();
   n_running_ = sched_.running();
   if (chunks.empty()) {

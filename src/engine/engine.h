@@ -3,6 +3,7 @@
 // CLI's, or the server's engine thread); requests come and go between steps.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -38,7 +39,11 @@ struct GenerationRequest {
   // waits until that one's prompt is computed, then shares its full blocks through the
   // prefix cache (the last partial block is recomputed, not copied) and so starts after it.
   uint64_t fork_of = 0;
+  // Set by the caller instead of fork_of when the leader is submitted in the same
+  // submit_all batch: the leader's index in that batch (-1: none).
+  int fork_of_index = -1;
   ConstraintFactory constraint;       // structured output (null: none)
+  std::string client;                 // who asked (a peer address): queue shares and admission turns
 };
 
 // One generated token, delivered to the request's callback on the engine thread.
@@ -71,6 +76,12 @@ class Engine {
 
   // Thread-safe. Returns the request id, or kResourceExhausted when the queue is full.
   Result<uint64_t> submit(GenerationRequest req, Callback cb);
+  // Thread-safe. Queues all of them or none (kResourceExhausted): the queue holds at most
+  // max_queue waiting sequences, and while other clients wait (or asked in the last few
+  // seconds) a client that already has sequences waiting may hold only its share,
+  // max_queue / clients. Waiting
+  // sequences that were cancelled no longer count.
+  Result<std::vector<uint64_t>> submit_all(std::vector<GenerationRequest> reqs, std::vector<Callback> cbs);
   // Thread-safe; the request ends with FinishReason::kCancelled at the next step.
   void cancel(uint64_t id);
   // Runs one step; false when there was nothing to do.
@@ -78,6 +89,8 @@ class Engine {
   bool idle() const;
 
   size_t waiting() const;
+  // Sequences submitted and not yet admitted to the batch, finished or cancelled.
+  size_t queued() const;
   size_t running() const;
   const BlockManager& kv() const { return kv_; }
   // Why the engine cannot run (the backend could not allocate its KV pool), or ok.
@@ -118,6 +131,7 @@ class Engine {
   void encode(const std::vector<ScheduledChunk>& chunks);
   void drain_inbox();
   void fill_constraint_mask(Active& a);
+  void unqueue_locked(uint64_t id);
 
   model::Model& model_;
   std::shared_ptr<const std::vector<uint8_t>> valid_;
@@ -133,6 +147,9 @@ class Engine {
   std::vector<std::pair<uint64_t, std::unique_ptr<Active>>> inbox_;
   std::set<uint64_t> cancels_;
   uint64_t next_id_ = 1;
+  std::map<uint64_t, std::string> queued_;            // waiting sequences -> client
+  std::map<std::string, int64_t> queued_by_client_;
+  std::map<std::string, std::chrono::steady_clock::time_point> recent_;  // last submission per client
   std::atomic<size_t> n_waiting_{0}, n_running_{0};
   std::atomic<int64_t> pc_queries_{0}, pc_hits_{0};
   std::vector<uint64_t> forks_;  // parked until their leader's prompt is computed

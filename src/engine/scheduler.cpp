@@ -5,24 +5,47 @@
 
 namespace ballast::engine {
 
-bool Scheduler::enqueue(uint64_t id) {
-  if (static_cast<int64_t>(waiting_.size()) >= limits_.max_queue) return false;
-  waiting_.push_back(id);
+bool Scheduler::enqueue(uint64_t id, const std::string& client) {
+  if (static_cast<int64_t>(n_waiting_) >= limits_.max_queue) return false;
+  auto& q = waiting_[client];
+  if (q.empty()) turns_.push_back(client);
+  q.push_back(id);
+  client_of_[id] = client;
+  ++n_waiting_;
   return true;
 }
 
 void Scheduler::remove(uint64_t id) {
-  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
+  if (auto it = client_of_.find(id); it != client_of_.end()) {
+    auto& q = waiting_[it->second];
+    q.erase(std::remove(q.begin(), q.end(), id), q.end());
+    if (q.empty()) {
+      turns_.remove(it->second);
+      waiting_.erase(it->second);
+    }
+    client_of_.erase(it);
+    --n_waiting_;
+  }
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
 }
 
 std::vector<ScheduledChunk> Scheduler::schedule(const std::function<SchedItem(uint64_t)>& item,
                                                 const std::function<bool(uint64_t)>& can_admit) {
-  // Admit in arrival order while there is room (no overtaking: fairness).
-  while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < limits_.max_batch &&
-         can_admit(waiting_.front())) {
-    running_.push_back(waiting_.front());
-    waiting_.pop_front();
+  // Admit the next client's oldest request while there is room; the client then goes to
+  // the back of the turn order.
+  while (!turns_.empty() && static_cast<int64_t>(running_.size()) < limits_.max_batch) {
+    const std::string client = turns_.front();
+    auto& q = waiting_[client];
+    const uint64_t id = q.front();
+    if (!can_admit(id)) break;
+    q.pop_front();
+    client_of_.erase(id);
+    --n_waiting_;
+    turns_.pop_front();
+    if (q.empty()) waiting_.erase(client);
+    else turns_.push_back(client);
+    running_.push_back(id);
+    admitted_.push_back(id);
   }
   std::vector<ScheduledChunk> out;
   int64_t budget = limits_.token_budget;

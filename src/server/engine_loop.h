@@ -22,6 +22,9 @@ class EngineLoop {
   void stop();
 
   Result<uint64_t> submit(engine::GenerationRequest req, engine::Engine::Callback cb);
+  // All of a request's sequences, or none (see Engine::submit_all).
+  Result<std::vector<uint64_t>> submit_all(std::vector<engine::GenerationRequest> reqs,
+                                           std::vector<engine::Engine::Callback> cbs);
   void cancel(uint64_t id);
   // Cancels every unfinished sequence (drain timeout): each gets its cancelled event, so
   // its request ends with an error instead of being cut off.

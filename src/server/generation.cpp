@@ -10,7 +10,7 @@ namespace ballast::server {
 
 std::string token_text(const tokenizer::Tokenizer& tok, int32_t id) {
   std::vector<int32_t> one{id};
-  auto r = tok.decode(one, false);
+  auto r = tok.decode_with(one, false, false);
   return r.ok() ? r.value() : std::string();
 }
 
@@ -36,34 +36,38 @@ MaybeError Generation::submit(std::vector<SequenceSpec> specs) {
     s.prompt = specs[i].prompt_index;
     s.leader = specs[i].leader;
     s.stop_ids = specs[i].req.stop_ids;
-    s.dec = std::make_unique<tokenizer::StreamDecoder>(tok_, opts_.skip_special_tokens);
+    s.dec = std::make_unique<tokenizer::StreamDecoder>(tok_, opts_.skip_special_tokens, opts_.clean_up_spaces);
     s.stop = std::make_unique<StopMatcher>(opts_.stop);
   }
-  std::map<int, uint64_t> leaders;  // prompt -> its leader's engine id
+  // All or nothing: a refused request leaves nothing queued behind it. Choices after a
+  // prompt's first (its leader) fork from it (n > 1 / best_of share the prompt's blocks).
+  std::map<int, int> leaders;  // prompt -> its leader's index in this batch
+  std::vector<engine::GenerationRequest> reqs;
+  std::vector<engine::Engine::Callback> cbs;
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (!specs[i].leader)
-      if (auto l = leaders.find(specs[i].prompt_index); l != leaders.end()) specs[i].req.fork_of = l->second;
-    auto q = queue_;
-    auto r = loop_.submit(std::move(specs[i].req), [q, i](const engine::TokenEvent& ev) {
+    if (specs[i].leader) leaders[specs[i].prompt_index] = static_cast<int>(i);
+    else if (auto l = leaders.find(specs[i].prompt_index); l != leaders.end()) specs[i].req.fork_of_index = l->second;
+    reqs.push_back(std::move(specs[i].req));
+    cbs.push_back([q = queue_, i](const engine::TokenEvent& ev) {
       {
         std::lock_guard<std::mutex> lk(q->mu);
         q->q.push_back(Event{i, ev, Clock::now()});
       }
       q->cv.notify_one();
     });
-    if (!r.ok()) {
-      for (size_t j = i; j < seqs_.size(); ++j) seqs_[j].done = true;
-      cancel_all();
-      ApiError e;
-      e.status = 429;
-      e.type = "server_overloaded";
-      e.code = "queue_full";
-      e.message = "the server is at capacity: " + r.status().message() + "; retry later";
-      return e;
-    }
-    seqs_[i].engine_id = r.value();
-    if (specs[i].leader) leaders[specs[i].prompt_index] = r.value();
   }
+  auto r = loop_.submit_all(std::move(reqs), std::move(cbs));
+  if (!r.ok()) {
+    for (auto& s : seqs_) s.done = true;
+    if (r.status().code() != ErrorCode::kResourceExhausted) return from_status(r.status());
+    ApiError e;
+    e.status = 429;
+    e.type = "server_overloaded";
+    e.code = "queue_full";
+    e.message = "the server is at capacity: " + r.status().message() + "; retry later";
+    return e;
+  }
+  for (size_t i = 0; i < seqs_.size(); ++i) seqs_[i].engine_id = r.value()[i];
   return {};
 }
 

@@ -53,6 +53,7 @@ struct GenerationOptions {
   std::vector<std::string> stop;
   bool skip_special_tokens = true;
   bool logprobs = false;
+  bool clean_up_spaces = false;  // transformers' clean_up_tokenization on the text (default: lossless)
 };
 
 class Generation {

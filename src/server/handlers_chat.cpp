@@ -49,11 +49,13 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
                                             " turn(s) joined with eos " + std::to_string(*eos) + " (DialoGPT convention)");
   std::vector<std::vector<int32_t>> prompts{std::move(ids.value())};
   PreparedRequest prep;
+  prep.client = req.remote;  // fair queueing is per peer address (one API key serves everyone)
   if (auto e = prepare_request(s, *p, std::move(prompts), true, prep)) return send_error(res, *e);
   const size_t n_choices = prep.seqs.size();
   const json seed = static_cast<int64_t>(prep.seed);
   auto gen = std::make_shared<Generation>(*s.loop, s.metrics, *s.rt->tok,
-                                          GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs}, arrival);
+                                          GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs,
+                                                            p->clean_up_tokenization_spaces.value_or(s.cfg.clean_up_spaces)}, arrival);
   if (auto e = gen->submit(std::move(prep.seqs))) return send_error(res, *e);
   const std::string id = new_request_id("chatcmpl-");
   const std::string model = p->model.empty() ? s.model_names.front() : p->model;

@@ -75,6 +75,7 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
                                        "prompt is the encoder input, which has no token probabilities",
                                        "echo", "unsupported_parameter"));
   PreparedRequest prep;
+  prep.client = req.remote;  // fair queueing is per peer address (one API key serves everyone)
   if (auto e = prepare_request(s, *p, std::move(ids), false, prep)) return send_error(res, *e);
   const bool prompt_lps = p->echo && p->logprobs;
   if (prompt_lps)
@@ -87,13 +88,14 @@ void handle_completions(Server& s, const HttpRequest& req, HttpResponse& res) {
   if (p->echo)
     for (size_t i = 0; i < prep.prompts.size(); ++i) {
       if (!p->prompts[i].is_ids && prep.truncated_tokens == 0) echo[i] = p->prompts[i].text;
-      else if (auto d = s.rt->tok->decode(prep.prompts[i], false); d.ok()) echo[i] = d.value();
+      else if (auto d = s.rt->tok->decode_with(prep.prompts[i], false, false); d.ok()) echo[i] = d.value();
     }
   const size_t n_choices = prep.seqs.size();
   const int64_t n_per_prompt = prep.per_prompt;
   const json seed = static_cast<int64_t>(prep.seed);
   auto gen = std::make_shared<Generation>(*s.loop, s.metrics, *s.rt->tok,
-                                          GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs}, arrival);
+                                          GenerationOptions{p->stop, p->skip_special_tokens, p->logprobs,
+                                                            p->clean_up_tokenization_spaces.value_or(s.cfg.clean_up_spaces)}, arrival);
   if (auto e = gen->submit(std::move(prep.seqs))) return send_error(res, *e);
   const std::string id = new_request_id("cmpl-");
   const std::string model = p->model.empty() ? s.model_names.front() : p->model;

@@ -7,12 +7,16 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 namespace ballast::server {
 
@@ -176,7 +180,36 @@ class Reader {
   const std::atomic<bool>& closing_;
 };
 
-enum class ParseResult { kOk, kClosed, kError };
+// Connection threads need little stack (request parsing and handlers keep their data on
+// the heap; JSON nesting is capped at 64 before parsing); the 8 MiB default only costs
+// address space. Sanitizers inflate frames, so they get more.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kConnStack = 8u << 20;
+#else
+constexpr size_t kConnStack = 1u << 20;
+#endif
+
+// Runs f on a detached thread with kConnStack of stack; false if no thread could start.
+bool spawn_detached(std::function<void()> f) {
+  auto fn = std::make_unique<std::function<void()>>(std::move(f));
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kConnStack);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  int rc = pthread_create(
+      &t, &attr,
+      [](void* p) -> void* {
+        std::unique_ptr<std::function<void()>> g(static_cast<std::function<void()>*>(p));
+        (*g)();
+        return nullptr;
+      },
+      fn.get());
+  pthread_attr_destroy(&attr);
+  if (rc != 0) return false;
+  fn.release();
+  return true;
+}
 
 }  // namespace
 
@@ -186,7 +219,8 @@ const std::string* HttpRequest::header(std::string_view name) const {
   return nullptr;
 }
 
-HttpServer::HttpServer(HttpServerOptions opts) : opts_(std::move(opts)) {}
+HttpServer::HttpServer(HttpServerOptions opts)
+    : opts_(std::move(opts)), table_(opts_.max_connections, opts_.max_connections_per_ip) {}
 
 HttpServer::~HttpServer() {
   stop_accepting();
@@ -229,6 +263,13 @@ bool HttpServer::bind(const std::string& host, int port, std::string& err) {
 }
 
 void HttpServer::start() {
+  // Every connection is a descriptor: make room for the limits when the hard limit allows.
+  rlimit rl{};
+  const rlim_t want = opts_.max_connections + opts_.overflow_connections + 256;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+    rl.rlim_cur = std::min(want, rl.rlim_max);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
   accept_thread_ = std::thread([this] { accept_loop(); });
 }
 
@@ -250,29 +291,49 @@ void HttpServer::accept_loop() {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      // Out of descriptors: free an idle connection (or wait for one) instead of spinning
+      // on a listening socket that stays readable.
+      if ((errno == EMFILE || errno == ENFILE) && !table_.evict_idle())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char addr[INET6_ADDRSTRLEN] = "?";
     if (ss.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, addr, sizeof addr);
     else if (ss.ss_family == AF_INET6) ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, addr, sizeof addr);
-    if (n_conns_ >= opts_.max_connections) {
+    std::string remote(addr);
+    uint64_t conn = table_.admit(fd, remote);
+    if (conn == 0 && n_overflow_ >= opts_.overflow_connections) {
       HttpResponse res = opts_.error_response(503, "too many connections");
-      send_all(fd, head(503, res.content_type, res, false, "Content-Length: " + std::to_string(res.body.size()) + "\r\n") + res.body, 1000);
+      // One non-blocking try: the accept loop never waits on a client.
+      send_all(fd, head(503, res.content_type, res, false, "Content-Length: " + std::to_string(res.body.size()) + "\r\n") + res.body, 0);
       ::close(fd);
       continue;
     }
-    n_conns_++;
-    std::thread([this, fd, remote = std::string(addr)] {
-      serve_connection(fd, remote);
-      ::close(fd);
-      std::lock_guard<std::mutex> lk(mu_);
-      n_conns_--;
-      cv_.notify_all();
-    }).detach();
+    spawn_connection(fd, std::move(remote), conn, conn == 0);
   }
   ::close(listen_fd_);
   listen_fd_ = -1;
+}
+
+void HttpServer::spawn_connection(int fd, std::string remote, uint64_t conn, bool overflow) {
+  n_conns_++;
+  if (overflow) n_overflow_++;
+  auto done = [this, fd, conn, overflow] {
+    if (conn) table_.release(conn);  // before close: the table may shutdown() this fd until then
+    ::close(fd);
+    if (overflow) n_overflow_--;
+    std::lock_guard<std::mutex> lk(mu_);
+    n_conns_--;
+    cv_.notify_all();
+  };
+  bool ok = spawn_detached([this, fd, remote, conn, overflow, done] {
+    serve_connection(fd, remote, conn, overflow);
+    done();
+  });
+  if (!ok) done();
 }
 
 void HttpServer::dispatch(HttpRequest& req, HttpResponse& res) {
@@ -282,27 +343,40 @@ void HttpServer::dispatch(HttpRequest& req, HttpResponse& res) {
   else res = opts_.error_response(404, "no route for " + req.method + " " + req.path);
 }
 
-void HttpServer::serve_connection(int fd, std::string remote) {
+void HttpServer::serve_connection(int fd, std::string remote, uint64_t conn, bool overflow) {
   Reader rd(fd, closing_);
+  bool first = true;
   auto reply_error = [&](int status, const std::string& msg) {
     HttpResponse res = opts_.error_response(status, msg);
     send_all(fd, head(status, res.content_type, res, false, "Content-Length: " + std::to_string(res.body.size()) + "\r\n") +
                      res.body);
   };
   while (true) {
-    // Headers.
+    // Headers. A new connection must send its request line and headers within the header
+    // timeout (slowloris); a kept-alive one may idle, evictably, until its next request's
+    // first byte, which starts the same timeout.
+    const auto header_time = overflow ? std::chrono::seconds(2) : std::chrono::seconds(opts_.header_timeout_s);
+    auto idle_deadline = Clock::now() + (first ? header_time : std::chrono::seconds(opts_.idle_timeout_s));
+    auto header_deadline = first ? idle_deadline : Clock::time_point::max();
+    first = false;
+    bool busy = false;
+    if (conn) table_.set_idle(conn);
     size_t hend;
-    auto idle_deadline = Clock::now() + std::chrono::seconds(opts_.idle_timeout_s);
-    auto deadline = Clock::now() + std::chrono::seconds(opts_.read_timeout_s);
-    while ((hend = rd.buf.find("\r\n\r\n")) == std::string::npos) {
+    while (true) {
+      if (!busy && !rd.buf.empty()) {
+        if (conn && !table_.set_busy(conn)) return;  // evicted while idle
+        busy = true;
+        header_deadline = std::min(header_deadline, Clock::now() + header_time);
+      }
+      if ((hend = rd.buf.find("\r\n\r\n")) != std::string::npos) break;
       if (rd.buf.size() > opts_.max_header_bytes) return reply_error(431, "request headers too large");
-      bool idle = rd.buf.empty();
-      int r = rd.more(idle ? idle_deadline : deadline, idle);
+      int r = rd.more(busy ? header_deadline : idle_deadline, !busy);
       if (r <= 0) {
-        if (!idle && r < 0) reply_error(408, "request timed out");
+        if (busy && r < 0) reply_error(408, "request timed out");
         return;
       }
     }
+    const auto deadline = Clock::now() + std::chrono::seconds(opts_.read_timeout_s);
     if (hend > opts_.max_header_bytes) return reply_error(431, "request headers too large");
     HttpRequest req;
     req.remote = remote;
@@ -337,7 +411,11 @@ void HttpServer::serve_connection(int fd, std::string remote) {
       pos = e + 2;
     }
     rd.buf.erase(0, hend + 4);
-    bool keep_alive = version != "HTTP/1.0";
+    if (overflow && !((req.method == "GET" || req.method == "HEAD") && req.path == "/health"))
+      return reply_error(503, "too many connections: every connection slot is busy (--max-connections " +
+                                  std::to_string(opts_.max_connections) + ", --max-connections-per-ip " +
+                                  std::to_string(opts_.max_connections_per_ip) + "); retry later");
+    bool keep_alive = version != "HTTP/1.0" && !overflow;
     if (auto* c = req.header("connection")) {
       std::string v = lower(*c);
       if (v.find("close") != std::string::npos) keep_alive = false;
@@ -380,10 +458,18 @@ void HttpServer::serve_connection(int fd, std::string remote) {
         return reply_error(413, "request body of " + std::to_string(n) + " bytes exceeds --max-body-bytes (" +
                                     std::to_string(opts_.max_body_bytes) + ")");
       if (rd.buf.size() < n) send_continue();
+      // One buffer of the body's size: no growth doubling, and moved (not copied) into the
+      // request when nothing is pipelined behind it.
+      rd.buf.reserve(n);
       while (rd.buf.size() < n)
         if (rd.more(deadline, false) <= 0) return reply_error(400, "incomplete request body");
-      req.body = rd.buf.substr(0, n);
-      rd.buf.erase(0, n);
+      if (rd.buf.size() == n) {
+        req.body = std::move(rd.buf);
+        rd.buf.clear();
+      } else {
+        req.body = rd.buf.substr(0, n);
+        rd.buf.erase(0, n);
+      }
     }
     req.client_gone = [fd] { return peer_closed(fd); };
     // HEAD: the GET route's status and headers without the body.

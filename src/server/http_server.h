@@ -1,6 +1,8 @@
 // A small HTTP/1.1 server on POSIX sockets: one thread per connection, keep-alive,
 // Content-Length and chunked request bodies with a size cap, chunked streaming
-// responses with client-disconnect detection, and a graceful stop.
+// responses with client-disconnect detection, and a graceful stop. Connection limits
+// (total and per peer address) evict the longest-idle connection; when every connection
+// is busy a newcomer still gets /health answered (or a 503).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +16,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "server/conn_table.h"
 
 namespace ballast::server {
 
@@ -52,8 +56,11 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8u << 20;
   size_t max_header_bytes = 64u << 10;
   size_t max_connections = 1024;
-  int idle_timeout_s = 60;   // keep-alive connection with no request
-  int read_timeout_s = 30;   // a request's headers/body once started
+  size_t max_connections_per_ip = 256;
+  int idle_timeout_s = 60;    // keep-alive connection waiting for its next request
+  int header_timeout_s = 10;  // a new connection's first request line + headers; later ones from their first byte
+  int read_timeout_s = 30;    // a request's body, from the end of its headers
+  size_t overflow_connections = 64;  // beyond the limits: answered /health or 503 at once, 2 s deadline
   // Answer for bodies over max_body_bytes, and for malformed requests (status, body).
   std::function<HttpResponse(int status, const std::string& message)> error_response;
 };
@@ -77,10 +84,15 @@ class HttpServer {
   // Closes idle keep-alive connections and waits up to timeout_ms for busy ones.
   void shutdown(int timeout_ms);
   size_t active_connections() const { return n_conns_; }
+  // Connections within the limits (not counting overflow answers) and evictions so far.
+  size_t connections() const { return table_.size(); }
+  uint64_t evictions() const { return table_.evictions(); }
 
  private:
   void accept_loop();
-  void serve_connection(int fd, std::string remote);
+  // conn: the ConnTable id (0 for an overflow connection: one request, /health or 503).
+  void serve_connection(int fd, std::string remote, uint64_t conn = 0, bool overflow = false);
+  void spawn_connection(int fd, std::string remote, uint64_t conn, bool overflow);
   void dispatch(HttpRequest& req, HttpResponse& res);
 
   HttpServerOptions opts_;
@@ -90,7 +102,8 @@ class HttpServer {
   int port_ = 0;
   std::thread accept_thread_;
   std::atomic<bool> stopping_{false}, closing_{false};
-  std::atomic<size_t> n_conns_{0};
+  std::atomic<size_t> n_conns_{0}, n_overflow_{0};
+  ConnTable table_;
   std::mutex mu_;
   std::condition_variable cv_;
 };

@@ -98,6 +98,11 @@ std::string Metrics::render() const {
   header(out, "ballast_prefix_cache_hit_rate", "gauge", "prefix_cache_hits_total / prefix_cache_queries_total (0 before any query).");
   const int64_t pq = prefix_queries_.load();
   out += "ballast_prefix_cache_hit_rate " + num(pq > 0 ? static_cast<double>(prefix_hits_.load()) / pq : 0.0) + "\n";
+  header(out, "ballast_http_connections", "gauge", "Open HTTP connections within the connection limits.");
+  out += "ballast_http_connections " + std::to_string(connections_.load()) + "\n";
+  header(out, "ballast_http_connections_evicted_total", "counter",
+         "Idle keep-alive connections closed to make room for new ones (connection limits).");
+  out += "ballast_http_connections_evicted_total " + std::to_string(evicted_.load()) + "\n";
   header(out, "ballast_ready", "gauge", "1 when the model is loaded and requests are accepted.");
   out += std::string("ballast_ready ") + (ready_ ? "1" : "0") + "\n";
   header(out, "ballast_time_to_first_token_seconds", "histogram", "Time from request arrival to its first token.");

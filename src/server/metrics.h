@@ -41,6 +41,7 @@ class Metrics {
   }
   void set_audit_findings(std::vector<std::pair<std::string, std::string>> id_severity);
   void set_ready(bool r) { ready_ = r; }
+  void set_connections(int64_t open, int64_t evicted) { connections_ = open, evicted_ = evicted; }
 
   Histogram ttft{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
   Histogram inter_token{{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}};
@@ -57,6 +58,7 @@ class Metrics {
   std::atomic<bool> ready_{false};
   std::atomic<bool> prefix_on_{false};
   std::atomic<int64_t> prefix_queries_{0}, prefix_hits_{0};
+  std::atomic<int64_t> connections_{0}, evicted_{0};
 };
 
 }  // namespace ballast::server

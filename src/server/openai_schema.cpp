@@ -69,7 +69,8 @@ template <class J>
 MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim, std::set<std::string>& allowed) {
   for (const char* k : {"model", "n", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p",
                         "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "logit_bias", "stop",
-                        "stop_token_ids", "ignore_eos", "user", "truncate_prompt_tokens", "skip_special_tokens", "best_of"})
+                        "stop_token_ids", "ignore_eos", "user", "truncate_prompt_tokens", "skip_special_tokens", "best_of",
+                        "clean_up_tokenization_spaces"})
     allowed.insert(k);
   if (auto it = body.find("model"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return bad_request("'model' must be a string", "model");
@@ -140,6 +141,11 @@ MaybeError parse_common(const J& body, CommonParams& p, const SchemaLimits& lim,
   }
   if (auto e = get_bool(body, "ignore_eos", p.ignore_eos)) return e;
   if (auto e = get_bool(body, "skip_special_tokens", p.skip_special_tokens)) return e;
+  if (auto it = body.find("clean_up_tokenization_spaces"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      return bad_request("'clean_up_tokenization_spaces' must be a boolean", "clean_up_tokenization_spaces");
+    p.clean_up_tokenization_spaces = it->template get<bool>();
+  }
   if (auto e = get_int(body, "truncate_prompt_tokens", p.truncate_prompt_tokens, 1, INT32_MAX)) return e;
   if (auto it = body.find("user"); it != body.end() && !it->is_null() && !it->is_string())
     return bad_request("'user' must be a string", "user");

@@ -35,6 +35,7 @@ struct CommonParams {
   std::optional<int64_t> truncate_prompt_tokens;  // keep only the last k prompt tokens
   bool skip_special_tokens = true;
   std::string grammar;                   // GBNF from response_format / grammar (empty: none)
+  std::optional<bool> clean_up_tokenization_spaces;  // null: the server's --clean-up-tokenization-spaces
 
   int64_t sequences_per_prompt() const { return best_of ? *best_of : n; }
   // Applies the set fields onto the model's defaults.

@@ -2,6 +2,8 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <malloc.h>
+
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -83,12 +85,24 @@ HttpHandler Server::guarded(std::string endpoint, bool needs_model, HttpHandler 
     } else if (needs_model && draining) {
       send_error(res, ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"});
     } else {
-      try {
-        h(req, res);
-      } catch (const std::exception& ex) {
-        log::err("request.exception", "bug: " + endpoint + " threw: " + ex.what());
-        send_error(res, ApiError{500, "internal error (a bug in ballast): " + std::string(ex.what()), "server_error", "",
-                                 "internal_error"});
+      const bool large = req.body.size() > kLargeBody;
+      if (large && !large_bodies.try_acquire_for(std::chrono::seconds(30))) {
+        send_error(res, ApiError{503, "too many large request bodies at once; retry later", "server_error", "",
+                                 "resource_exhausted"});
+      } else {
+        try {
+          h(req, res);
+        } catch (const std::exception& ex) {
+          log::err("request.exception", "bug: " + endpoint + " threw: " + ex.what());
+          send_error(res, ApiError{500, "internal error (a bug in ballast): " + std::string(ex.what()), "server_error",
+                                   "", "internal_error"});
+        }
+        if (large) {
+          large_bodies.release();
+          // The parse's structures are freed by now; give their pages back to the system
+          // instead of leaving them in malloc's free lists (RSS would stay at the peak).
+          ::malloc_trim(0);
+        }
       }
     }
     metrics.request_done(endpoint, res.status);
@@ -126,6 +140,8 @@ void Server::register_routes() {
     metrics.request_done("/health", res.status);
   });
   http_->route("GET", "/metrics", guarded("/metrics", false, [this](const HttpRequest&, HttpResponse& res) {
+                 metrics.set_connections(static_cast<int64_t>(http_->connections()),
+                                         static_cast<int64_t>(http_->evictions()));
                  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
                  res.body = metrics.render();
                }));
@@ -160,6 +176,10 @@ void Server::register_routes() {
 Status Server::listen() {
   HttpServerOptions ho;
   ho.max_body_bytes = cfg.max_body_bytes;
+  ho.max_connections = static_cast<size_t>(cfg.max_connections);
+  ho.max_connections_per_ip = static_cast<size_t>(cfg.max_connections_per_ip);
+  ho.idle_timeout_s = cfg.idle_timeout_s;
+  ho.header_timeout_s = cfg.header_timeout_s;
   ho.error_response = [this](int status, const std::string& msg) {
     HttpResponse r;
     ApiError e{status, msg, status >= 500 ? "server_error" : "invalid_request_error", "", ""};
@@ -332,6 +352,17 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
                          "max_tokens", "context_length_exceeded");
     }
     int64_t max_tokens = p.max_tokens ? *p.max_tokens : (default_max_to_context ? ctx - n : std::min<int64_t>(16, ctx - n));
+    // The KV cache may hold less than one context (the backend could not allocate more):
+    // a sequence that cannot fit even an empty cache would only fail later.
+    const int64_t kv_blocks = s.engine->kv().total_blocks();
+    const int64_t need = engine::BlockManager::blocks_for(n + max_tokens);
+    if (need > kv_blocks)
+      return bad_request("this sequence needs " + std::to_string(n + max_tokens) + " tokens of KV cache (" +
+                             std::to_string(n) + " in the prompt, " + std::to_string(max_tokens) +
+                             " for the completion) but the whole cache holds " +
+                             std::to_string(kv_blocks * engine::BlockManager::kBlockTokens) +
+                             "; reduce the prompt or max_tokens",
+                         p.max_tokens ? "max_tokens" : "prompt", "context_length_exceeded");
     out.prompt_tokens += n;
     for (int64_t j = 0; j < per_prompt; ++j) {
       SequenceSpec spec;
@@ -343,6 +374,7 @@ MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::ve
       spec.req.ignore_eos = false;  // expressed through stop_ids above
       spec.req.stop_ids = stop_ids;
       spec.req.constraint = constraint;
+      spec.req.client = out.client;
       spec.choice_index = static_cast<int>(pi * per_prompt + j);
       spec.prompt_index = static_cast<int>(pi);
       out.seqs.push_back(std::move(spec));

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <semaphore>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ struct ServerConfig {
   int max_n = 16;
   int64_t max_messages = 4096;
   bool no_prefix_cache = false;  // --no-prefix-cache: every request prefills its whole prompt
+  int64_t max_connections = 1024;
+  int64_t max_connections_per_ip = 256;
+  int idle_timeout_s = 60;
+  int header_timeout_s = 10;
+  bool clean_up_spaces = false;  // --clean-up-tokenization-spaces: default for generated text
 };
 
 class Server {
@@ -67,6 +73,10 @@ class Server {
   SchemaLimits limits;
   JsonBodyLimits json_limits;
   GrammarCache grammars;  // structured output
+  // Bodies over kLargeBody are parsed two at a time: a parse may build structures many
+  // times the body's size, and eight at once must not multiply that (issue 14).
+  static constexpr size_t kLargeBody = 1u << 20;
+  std::counting_semaphore<16> large_bodies{2};
 
   bool known_model(const std::string& name) const;
 
@@ -99,6 +109,7 @@ struct PreparedRequest {
   int64_t prompt_tokens = 0;
   int64_t truncated_tokens = 0;
   uint64_t seed = 0;                    // the client's seed, or the one drawn for it (reported back)
+  std::string client;  // set by the caller: who asked (queue share and admission turns)
 };
 MaybeError prepare_request(Server& s, const CommonParams& p, std::vector<std::vector<int32_t>> prompts,
                            bool default_max_to_context, PreparedRequest& out);

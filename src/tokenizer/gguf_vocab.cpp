@@ -109,6 +109,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const io::GgufFile& g) {
   tok->options.match_mode = AddedTokenMatcher::Mode::kLlamaCpp;
   TokenizerSettings& st = tok->settings_;
   st.source = src;
+  st.from_gguf = true;
   st.bos_id = id_key(g, "tokenizer.ggml.bos_token_id", n);
   st.eos_id = id_key(g, "tokenizer.ggml.eos_token_id", n);
   st.unk_id = id_key(g, "tokenizer.ggml.unknown_token_id", n);

@@ -141,6 +141,11 @@ Result<std::vector<int32_t>> PipelineTokenizer::encode(std::string_view input, c
 }
 
 Result<std::string> PipelineTokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  return decode_with(ids, skip_special, settings_.clean_up_tokenization_spaces.value_or(false));
+}
+
+Result<std::string> PipelineTokenizer::decode_with(std::span<const int32_t> ids, bool skip_special,
+                                                   bool clean_up) const {
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
@@ -159,7 +164,7 @@ Result<std::string> PipelineTokenizer::decode(std::span<const int32_t> ids, bool
       out += tokens[i];
     }
   }
-  if (settings_.clean_up_tokenization_spaces.value_or(false)) out = clean_up_tokenization(std::move(out));
+  if (clean_up) out = clean_up_tokenization(std::move(out));
   return out;
 }
 

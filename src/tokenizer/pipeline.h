@@ -33,6 +33,7 @@ class PipelineTokenizer : public Tokenizer {
 
   Result<std::vector<int32_t>> encode(std::string_view text, const EncodeOptions& opts) const override;
   Result<std::string> decode(std::span<const int32_t> ids, bool skip_special) const override;
+  Result<std::string> decode_with(std::span<const int32_t> ids, bool skip_special, bool clean_up) const override;
   int32_t size() const override;
   std::optional<std::string> id_to_token(int32_t id) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;

@@ -6,7 +6,8 @@
 
 namespace ballast::tokenizer {
 
-StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special) : tok_(tok), skip_special_(skip_special) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special, bool clean_up)
+    : tok_(tok), skip_special_(skip_special), clean_up_(clean_up) {}
 
 namespace {
 bool ends_with_replacement(std::string_view s) {
@@ -33,12 +34,12 @@ Result<std::string> StreamDecoder::push(int32_t id) {
     --stable;
   }
   BALLAST_ASSIGN_OR_RETURN(std::string text,
-                           tok_.decode(std::span<const int32_t>(ids_.data(), stable), skip_special_));
+                           tok_.decode_with(std::span<const int32_t>(ids_.data(), stable), skip_special_, clean_up_));
   // Hold back an unfinished tail.
   size_t safe = text.size();
   if (ends_with_replacement(text)) return std::string();
   safe -= utf8_incomplete_tail(text);
-  if (tok_.settings().clean_up_tokenization_spaces.value_or(false)) {
+  if (clean_up_) {
     // " ." / " n't" / " 's" ... may still collapse: hold back a short tail after a space.
     size_t sp = text.rfind(' ', safe == 0 ? 0 : safe - 1);
     if (sp != std::string::npos && sp >= emitted_bytes_ && safe - sp <= 4) safe = sp;
@@ -52,7 +53,7 @@ Result<std::string> StreamDecoder::push(int32_t id) {
 }
 
 Result<std::string> StreamDecoder::finish() {
-  BALLAST_ASSIGN_OR_RETURN(std::string text, tok_.decode(ids_, skip_special_));
+  BALLAST_ASSIGN_OR_RETURN(std::string text, tok_.decode_with(ids_, skip_special_, clean_up_));
   if (text.size() <= emitted_bytes_) return std::string();
   std::string delta = text.substr(emitted_bytes_);
   emitted_bytes_ = text.size();

@@ -39,6 +39,7 @@ struct TokenizerSettings {
   std::optional<std::string> chat_template;   // the default template, if any
   nlohmann::json named_chat_templates = nlohmann::json::object();  // name -> template
   std::string source;                          // where the settings came from (file path)
+  bool from_gguf = false;                      // read from GGUF tokenizer.ggml.* keys
 };
 
 struct EncodeOptions {
@@ -62,7 +63,14 @@ class Tokenizer {
 
   virtual Result<std::vector<int32_t>> encode(std::string_view text,
                                               const EncodeOptions& opts) const = 0;
+  // As transformers' decode: applies clean_up_tokenization_spaces when the config sets it.
   virtual Result<std::string> decode(std::span<const int32_t> ids, bool skip_special) const = 0;
+  // decode() with the clean-up chosen by the caller. clean_up = false is lossless: the
+  // text the ids stand for (" ." stays " ."), what generated text should be.
+  virtual Result<std::string> decode_with(std::span<const int32_t> ids, bool skip_special, bool clean_up) const {
+    (void)clean_up;  // tokenizers without a clean-up step
+    return decode(ids, skip_special);
+  }
 
   // Number of ids: max defined id + 1 (vocab + added tokens).
   virtual int32_t size() const = 0;
@@ -80,10 +88,11 @@ class Tokenizer {
 
 // Streaming detokenizer: feed ids one at a time; each call returns the text that became
 // final. Deltas never split a UTF-8 character, and their concatenation equals
-// decode(all ids) exactly.
+// decode_with(all ids, skip_special, clean_up) exactly. clean_up defaults to off
+// (lossless generated text); on, transformers' clean_up_tokenization is applied.
 class StreamDecoder {
  public:
-  StreamDecoder(const Tokenizer& tok, bool skip_special);
+  StreamDecoder(const Tokenizer& tok, bool skip_special, bool clean_up = false);
   Result<std::string> push(int32_t id);
   // Remaining text at the end of the sequence.
   Result<std::string> finish();
@@ -91,6 +100,7 @@ class StreamDecoder {
  private:
   const Tokenizer& tok_;
   bool skip_special_;
+  bool clean_up_;
   std::vector<int32_t> ids_;
   size_t emitted_bytes_ = 0;
 };

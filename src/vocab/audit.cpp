@@ -52,7 +52,9 @@ void collect_specials(const model::LoadedModel& lm, const tokenizer::Tokenizer& 
       if (auto v = g.get_int(key)) add(role, "gguf", *v);
   }
   const auto& s = tok.settings();
-  const char* tsrc = lm.is_gguf ? "gguf tokenizer" : "tokenizer_config.json";
+  // The tokenizer's own origin, not the model's: --tokenizer may pair a GGUF model with
+  // Hugging Face tokenizer files or the other way round.
+  const char* tsrc = s.from_gguf ? "gguf tokenizer" : "tokenizer_config.json";
   if (s.bos_id) add("bos", tsrc, *s.bos_id);
   if (s.eos_id) add("eos", tsrc, *s.eos_id);
   if (s.pad_id) add("pad", tsrc, *s.pad_id);

@@ -166,8 +166,9 @@ TEST(TokenizerSettings, ConfigFields) {
   EXPECT_EQ(s.named_chat_templates["tool_use"], "T2");
 }
 
-static void check_stream(const Tokenizer& t, const std::vector<int32_t>& ids, bool skip) {
-  StreamDecoder sd(t, skip);
+// Joined deltas equal the one-shot decode with the same clean-up choice (off: lossless).
+static void check_stream(const Tokenizer& t, const std::vector<int32_t>& ids, bool skip, bool clean_up = false) {
+  StreamDecoder sd(t, skip, clean_up);
   std::string all;
   for (int32_t id : ids) {
     auto d = sd.push(id);
@@ -179,7 +180,7 @@ static void check_stream(const Tokenizer& t, const std::vector<int32_t>& ids, bo
   auto f = sd.finish();
   ASSERT_TRUE(f.ok());
   all += f.value();
-  EXPECT_EQ(all, t.decode(ids, skip).value());
+  EXPECT_EQ(all, t.decode_with(ids, skip, clean_up).value());
 }
 
 TEST(TokenizerStream, TinyByteLevelSplitsUtf8) {
@@ -210,6 +211,20 @@ TEST(TokenizerStream, RealTokenizersRandomIds) {
       std::vector<int32_t> rnd;
       for (int i = 0; i < 25; ++i) rnd.push_back(int32_t(rng() % (k % 2 ? 300 : t.size())));
       check_stream(t, rnd, k % 3 == 0);
+      check_stream(t, rnd, k % 3 == 0, true);
     }
   }
+}
+
+TEST(TokenizerStream, LosslessByDefaultCleanUpOnRequest) {
+  // Generated text (StreamDecoder, decode_with(..., false)) keeps the spaces a model
+  // generated; clean-up on is transformers' clean_up_tokenization.
+  std::string path = real_tokenizer("llama3_1");
+  if (path.empty()) GTEST_SKIP() << "shared tokenizers unavailable";
+  auto t = Tokenizer::load(path).value();
+  auto ids = t->encode("a . b ,c n't", EncodeOptions{false, true}).value();
+  EXPECT_EQ(t->decode_with(ids, true, false).value(), "a . b ,c n't");
+  EXPECT_EQ(t->decode_with(ids, true, true).value(), "a. b,cn't");
+  check_stream(*t, ids, true);
+  check_stream(*t, ids, true, true);
 }

@@ -64,3 +64,44 @@ TEST(Scheduler, MaxBatchAndAdmission) {
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].id, 2u);
 }
+
+TEST(Scheduler, ClientsTakeTurns) {
+  // Client a queued 4 requests before b's 2: b's still join second and fourth.
+  Scheduler s({1, 100, 16});
+  Fake f;
+  for (uint64_t id = 1; id <= 6; ++id) f.items[id] = {id, 0, 3};
+  for (uint64_t id = 1; id <= 4; ++id) s.enqueue(id, "a");
+  s.enqueue(5, "b");
+  s.enqueue(6, "b");
+  std::vector<uint64_t> order;
+  while (s.waiting() > 0) {
+    s.schedule(f.item(), f.admit());
+    ASSERT_EQ(s.running(), 1u);
+    order.push_back(s.running_ids()[0]);
+    s.remove(s.running_ids()[0]);
+  }
+  EXPECT_EQ(order, (std::vector<uint64_t>{1, 5, 2, 6, 3, 4}));
+}
+
+TEST(Scheduler, RemoveWaitingFreesQueueRoom) {
+  Scheduler s({1, 100, 2});
+  EXPECT_TRUE(s.enqueue(1, "a"));
+  EXPECT_TRUE(s.enqueue(2, "b"));
+  EXPECT_FALSE(s.enqueue(3, "c"));
+  s.remove(2);  // cancelled while waiting
+  EXPECT_EQ(s.waiting(), 1u);
+  EXPECT_TRUE(s.enqueue(3, "c"));
+}
+
+TEST(Scheduler, TakeAdmittedReportsEachIdOnce) {
+  Scheduler s({2, 100, 8});
+  Fake f;
+  f.items[1] = {1, 0, 3};
+  f.items[2] = {2, 0, 3};
+  s.enqueue(1, "a");
+  s.enqueue(2, "b");
+  s.schedule(f.item(), f.admit());
+  EXPECT_EQ(s.take_admitted(), (std::vector<uint64_t>{1, 2}));
+  s.schedule(f.item(), f.admit());
+  EXPECT_TRUE(s.take_admitted().empty());
+}
