@@ -179,7 +179,7 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const v
         const int64_t row = cache_row_of(blocks, kc + c);
         const float* kr = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.krow.data());
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = kr[j];
-        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + c * d);
+        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, p.kv_f16 ? b.vbuf.data() + c * d : nullptr);
       } else {
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = 0.f;
       }

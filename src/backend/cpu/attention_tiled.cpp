@@ -169,7 +169,7 @@ void attend_tile(const float* q, int64_t i0, int64_t i1, int64_t q_pos0, const v
         const int64_t row = cache_row_of(blocks, kc + c);
         const float* kr = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.krow.data());
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = kr[j];
-        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + c * d);
+        b.vrows[c] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, p.kv_f16 ? b.vbuf.data() + c * d : nullptr);
       } else {
         for (int64_t j = 0; j < d; ++j) b.kt[j * kKeys + c] = 0.f;
       }
@@ -246,8 +246,8 @@ bool attend_chunk_avx512(const float* q_i, const void* k, const void* v, int64_t
   }
   for (int64_t t = 0; t < n; ++t) {
     const int64_t row = cache_row_of(blocks, lo + t);
-    b.krows[t] = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, b.kbuf.data() + t * d);
-    b.vrows[t] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, b.vbuf.data() + t * d);
+    b.krows[t] = kv_head_row(k, row, kv_stride, g, d, p.kv_f16, p.kv_f16 ? b.kbuf.data() + t * d : nullptr);
+    b.vrows[t] = kv_head_row(v, row, kv_stride, g, d, p.kv_f16, p.kv_f16 ? b.vbuf.data() + t * d : nullptr);
   }
   for (int64_t j = 0; j < group; ++j) {
     const float* qj = b.q.data() + j * d;
