@@ -430,8 +430,11 @@ def test_1024_idle_connections_do_not_lock_out(model_path):
         # The address's longest-idle connections were closed to stay within 256 per address.
         assert metric(s, "ballast_http_connections") <= 256
         assert metric(s, "ballast_http_connections_evicted_total") >= 1024 - 256
-        # Idle connections cost little memory (1 MiB stacks, mostly untouched).
-        assert SAN or rss_idle - rss0 < 32 * 1024, (rss0, rss_idle)
+        # Idle connections cost little memory: 1 MiB stacks, mostly untouched, plus each
+        # thread's static TLS block (~180 KB in a CUDA build: cuBLASLt 94 KB, OpenBLAS 60 KB),
+        # and at most 256 of them stay open from one address.
+        live = metric(s, "ballast_http_connections")
+        assert SAN or rss_idle - rss0 < 32 * 1024 + live * 256, (rss0, rss_idle, live)
         print(f"RSS {rss0 // 1024} MB warm, {rss_idle // 1024} MB with 1024 idle connections")
         alive(s)
     finally:
