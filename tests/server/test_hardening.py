@@ -431,7 +431,7 @@ def test_1024_idle_connections_do_not_lock_out(model_path):
         assert metric(s, "ballast_http_connections") <= 256
         assert metric(s, "ballast_http_connections_evicted_total") >= 1024 - 256
         # Idle connections cost little memory (1 MiB stacks, mostly untouched).
-        assert SAN or rss_idle - rss0 < 32 * 1024, (rss0, rss_idle)
+        assert SAN or rss_idle - rss0 < 48 * 1024, (rss0, rss_idle)
         print(f"RSS {rss0 // 1024} MB warm, {rss_idle // 1024} MB with 1024 idle connections")
         alive(s)
     finally:
