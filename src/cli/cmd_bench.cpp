@@ -223,7 +223,7 @@ int run_bench(BenchArgs& a) {
 }  // namespace
 
 void add_bench(CLI::App& app, Options& o) {
-  auto* a = new BenchArgs();
+  auto* a = keep(std::make_shared<BenchArgs>());
   auto* c = app.add_subcommand("bench", "prompt-processing / generation tokens per second and peak RSS");
   add_runtime_options(c, o, a->rt, a->log_format);
   c->add_option("-p,--n-prompt", a->ps, "prompt tokens processed as one batch (comma list, default 512)")->delimiter(',');

@@ -74,7 +74,7 @@ int run_chat(ChatArgs& a) {
 }  // namespace
 
 void add_chat(CLI::App& app, Options& o) {
-  auto* a = new ChatArgs();
+  auto* a = keep(std::make_shared<ChatArgs>());
   auto* c = app.add_subcommand("chat", "interactive chat in the terminal with the model's chat template");
   add_runtime_options(c, o, a->rt, a->log_format);
   c->add_option("--system", a->system, "system message");

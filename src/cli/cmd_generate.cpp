@@ -121,7 +121,7 @@ int run_generate(GenerateArgs& a) {
 }  // namespace
 
 void add_generate(CLI::App& app, Options& o) {
-  auto* a = new GenerateArgs();
+  auto* a = keep(std::make_shared<GenerateArgs>());
   auto* c = app.add_subcommand("generate", "generate a completion for a prompt");
   add_runtime_options(c, o, a->rt, a->log_format);
   c->add_option("--prompt", a->prompt, "prompt text (gets the tokenizer's usual special tokens, e.g. BOS)");

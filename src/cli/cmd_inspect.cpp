@@ -96,7 +96,7 @@ int run_inspect(InspectArgs& a) {
 }  // namespace
 
 void add_inspect(CLI::App& app, Options& o) {
-  auto* a = new InspectArgs();
+  auto* a = keep(std::make_shared<InspectArgs>());
   auto* c = app.add_subcommand("inspect", "describe a model and audit its vocabulary");
   add_runtime_options(c, o, a->rt, a->log_format);
   c->add_flag("--json", a->json, "machine-readable report");

@@ -134,7 +134,7 @@ int run_serve(ServeArgs& a) {
 }  // namespace
 
 void add_serve(CLI::App& app, Options& o) {
-  auto* a = new ServeArgs();
+  auto* a = keep(std::make_shared<ServeArgs>());
   auto* c = app.add_subcommand("serve", "serve the model over an OpenAI-compatible HTTP API");
   add_runtime_options(c, o, a->rt, a->log_format);
   auto& cfg = a->cfg;

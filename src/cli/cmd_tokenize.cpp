@@ -101,7 +101,7 @@ int run_detokenize(const TokArgs& a) {
 }  // namespace
 
 void add_tokenize(CLI::App& app, Options& o) {
-  auto* a = new TokArgs();
+  auto* a = keep(std::make_shared<TokArgs>());
   auto* t = app.add_subcommand("tokenize", "text on stdin -> {\"ids\": [...]}");
   t->add_option("--model", a->model, "HF model directory or .gguf file");
   t->add_option("--tokenizer", a->tokenizer,
@@ -111,7 +111,7 @@ void add_tokenize(CLI::App& app, Options& o) {
   t->add_flag("--jsonl", a->jsonl, "one {\"text\": ...} per stdin line, one {\"ids\": ...} per output line");
   on_run(t, [a] { return run_tokenize(*a); });
 
-  auto* b = new TokArgs();
+  auto* b = keep(std::make_shared<TokArgs>());
   auto* d = app.add_subcommand("detokenize", "{\"ids\": [...]} on stdin -> {\"text\": \"...\"}");
   d->add_option("--model", b->model, "HF model directory or .gguf file");
   d->add_option("--tokenizer", b->tokenizer,

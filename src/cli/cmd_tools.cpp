@@ -14,7 +14,7 @@ namespace ballast::cli {
 void add_config(CLI::App& app, Options& o) {
   // `config` reports every option of `serve`, the command with the most of them.
   auto* c = app.add_subcommand("config", "print effective settings and where each came from (flag > env > .env > default)");
-  auto* json = new bool(false);
+  auto* json = keep(std::make_shared<bool>(false));
   c->add_flag("--json", *json, "one JSON object");
   c->allow_extras();
   on_run(c, [&o, json] {

@@ -117,6 +117,11 @@ bool apply_log_format(const std::string& f) {
   return true;
 }
 
+std::vector<std::shared_ptr<void>>& kept_objects() {
+  static std::vector<std::shared_ptr<void>> kept;
+  return kept;
+}
+
 int fail(const Status& st) {
   std::string msg = st.message();
   for (auto& c : msg)

@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,15 @@ void add_runtime_options(CLI::App* app, Options& o, runtime::RuntimeOptions& ro,
 bool apply_log_format(const std::string& f);
 // Prints "error: <message>" and returns the exit code for a failed Status.
 int fail(const Status& st);
+
+// The objects a command's parsed options are written into live as long as the process
+// (CLI11 keeps pointers to them): they are owned here, so leak checkers see them owned.
+std::vector<std::shared_ptr<void>>& kept_objects();
+template <class T>
+T* keep(std::shared_ptr<T> p) {
+  kept_objects().push_back(p);
+  return p.get();
+}
 
 // Registers the function that runs when subcommand `sub` was chosen; returns the exit code.
 void on_run(CLI::App* sub, std::function<int()> fn);

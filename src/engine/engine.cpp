@@ -65,14 +65,14 @@ Result<std::vector<uint64_t>> Engine::submit_all(std::vector<GenerationRequest> 
   const int64_t max_queue = opts_.limits.max_queue;
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lk(mu_);
-  // Clients that asked in the last few seconds count as contenders even with nothing
-  // queued (refused, or between requests), so a client that keeps the queue full cannot
-  // win every race for the room its own sequences free up.
+  // Contenders: clients with sequences in flight (waiting or running), and clients that
+  // asked in the last few seconds (refused, or between requests), so a client that keeps
+  // the queue full cannot win every race for the room its own sequences free up.
   for (auto it = recent_.begin(); it != recent_.end();)
     it = now - it->second > std::chrono::seconds(5) ? recent_.erase(it) : std::next(it);
   recent_[client] = now;
   std::set<std::string> clients;
-  for (const auto& [c, k] : queued_by_client_) clients.insert(c);
+  for (const auto& [c, k] : inflight_by_client_) clients.insert(c);
   for (const auto& [c, t] : recent_) clients.insert(c);
   const int64_t share = std::max<int64_t>(1, max_queue / static_cast<int64_t>(clients.size()));
   const int64_t mine = queued_by_client_.count(client) ? queued_by_client_[client] : 0;
@@ -101,6 +101,7 @@ Result<std::vector<uint64_t>> Engine::submit_all(std::vector<GenerationRequest> 
     inbox_.emplace_back(id, std::move(a));
     queued_[id] = client;
     queued_by_client_[client]++;
+    inflight_by_client_[client]++;
     ids.push_back(id);
   }
   return ids;
@@ -164,6 +165,8 @@ void Engine::finish(uint64_t id, FinishReason r, Status st, TokenEvent ev) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     unqueue_locked(id);
+    auto c = inflight_by_client_.find(it->second->req.client);
+    if (c != inflight_by_client_.end() && --c->second <= 0) inflight_by_client_.erase(c);
   }
   kv_.release(it->second->seq);
   if (it->second->enc_seq >= 0) kv_.release(it->second->enc_seq);

@@ -77,9 +77,9 @@ class Engine {
   // Thread-safe. Returns the request id, or kResourceExhausted when the queue is full.
   Result<uint64_t> submit(GenerationRequest req, Callback cb);
   // Thread-safe. Queues all of them or none (kResourceExhausted): the queue holds at most
-  // max_queue waiting sequences, and while other clients wait (or asked in the last few
-  // seconds) a client that already has sequences waiting may hold only its share,
-  // max_queue / clients. Waiting
+  // max_queue waiting sequences, and while other clients have sequences in flight (or
+  // asked in the last few seconds) a client that already has sequences waiting may hold
+  // only its share, max_queue / clients. Waiting
   // sequences that were cancelled no longer count.
   Result<std::vector<uint64_t>> submit_all(std::vector<GenerationRequest> reqs, std::vector<Callback> cbs);
   // Thread-safe; the request ends with FinishReason::kCancelled at the next step.
@@ -149,6 +149,7 @@ class Engine {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::string> queued_;            // waiting sequences -> client
   std::map<std::string, int64_t> queued_by_client_;
+  std::map<std::string, int64_t> inflight_by_client_;  // submitted and not finished
   std::map<std::string, std::chrono::steady_clock::time_point> recent_;  // last submission per client
   std::atomic<size_t> n_waiting_{0}, n_running_{0};
   std::atomic<int64_t> pc_queries_{0}, pc_hits_{0};
