@@ -34,7 +34,7 @@ for r in $(seq 1 "$ROUNDS"); do
   lpid=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   "$PY" bench/server_bench.py --url "http://127.0.0.1:$port" --clients "$CLIENTS" --duration "$DURATION" \
-    --json "$tmp/llama.json" >&2
+    --json "$tmp/llama.json" >&2 || true
   kill "$lpid"; wait "$lpid" 2>/dev/null || true; lpid=
   echo "round $r/$ROUNDS: ballast" >&2
   "$PY" bench/server_bench.py --bin "$BALLAST" --model "$MODEL" --threads "$THREADS" --max-batch "$SLOTS" \
@@ -59,6 +59,9 @@ print("|---|---|---|---|---|---|---|")
 for (r, k), e in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     b, l = e.get("ballast"), e.get("llama.cpp")
     if not b or not l:
+        continue
+    if not b["stream_tok_per_s"] or not l["stream_tok_per_s"]:  # a run that failed (see its log)
+        print(f"| {k} | {r} | {b['stream_tok_per_s']:.1f} | {l['stream_tok_per_s']:.1f} | failed run | | |")
         continue
     print(f"| {k} | {r} | {b['stream_tok_per_s']:.1f} | {l['stream_tok_per_s']:.1f} | "
           f"{b['stream_tok_per_s'] / l['stream_tok_per_s']:.2f}x | {b['ttft_ms_median']:.0f} | {l['ttft_ms_median']:.0f} |")
