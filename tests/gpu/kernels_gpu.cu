@@ -2,6 +2,7 @@
 // row-kernel reference (every split count, GQA groups, sliding window, bad block-table
 // entries), multi-chunk greedy on long rows; and `--bench`: per-kernel GPU time and
 // bandwidth on Llama-3.2-1B decode shapes (100 launches captured in a CUDA graph).
+#include "backend/cuda/cublas_api.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -337,7 +338,7 @@ void run_kernel_gpu_tests() {
 void run_kernel_bench() {
   std::printf("[kernel bench: llama-3.2-1b decode shapes, GPU time per launch]\n");
   cublasHandle_t h;
-  cublasCreate(&h);
+  ballast::cuda::blas_create(&h);
   const int H = 2048, F = 8192, V = 128256, qkvN = 3072;
   bf16 *W, *X, *Y;
   float* Yf;
@@ -492,5 +493,5 @@ void run_kernel_bench() {
   cudaFree(X);
   cudaFree(Y);
   cudaFree(Yf);
-  cublasDestroy(h);
+  ballast::cuda::blas_destroy(h);
 }

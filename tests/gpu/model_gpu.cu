@@ -3,6 +3,7 @@
 // backend against the same model on the CPU backend (tiny fixture + random smollm2-135m with identical bf16
 // weights; the T5 fixtures through encode and decoder steps), greedy + non-finite flags, out-of-range ids
 // rejected with the context alive.
+#include "backend/cuda/cublas_api.h"
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -47,7 +48,7 @@ static void test_gemm() {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1, 1);
   cublasHandle_t h;
-  cublasCreate(&h);
+  ballast::cuda::blas_create(&h);
   for (int n : {1, 3, 8, 9, 64}) {
     const int N = 200, K = 520;
     std::vector<cuda::bf16> W(N * K), X(n * K);
@@ -78,7 +79,7 @@ static void test_gemm() {
     cudaFree(dX);
     cudaFree(dY);
   }
-  cublasDestroy(h);
+  ballast::cuda::blas_destroy(h);
 }
 
 static void test_greedy_flags() {

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/cuda/cublas_api.h"
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/cuda_ops.h"
 #include "core/dequant.h"
@@ -61,7 +62,7 @@ CudaBackend::~CudaBackend() {
   if (kv_pool_) cudaFree(kv_pool_);
   if (host_) cudaFreeHost(host_);
   if (flags_h_) cudaFreeHost(flags_h_);
-  if (d_.blas) cublasDestroy(d_.blas);
+  if (d_.blas) blas_destroy(d_.blas);
   if (d_.stream) cudaStreamDestroy(d_.stream);
 }
 
@@ -87,14 +88,15 @@ Status CudaBackend::init() {
   const char* g = std::getenv("BALLAST_CUDA_GRAPHS");
   use_graphs_ = !(g && std::strcmp(g, "0") == 0);
   CU_RETURN(cudaStreamCreateWithFlags(&d_.stream, cudaStreamNonBlocking));
-  if (cublasCreate(&d_.blas) != CUBLAS_STATUS_SUCCESS) return error(ErrorCode::kInternal, "cublasCreate failed");
-  cublasSetMathMode(d_.blas, CUBLAS_DEFAULT_MATH);
+  if (std::string blas_err; !cublas_load(&blas_err)) return error(ErrorCode::kUnsupported, blas_err);
+  if (blas_create(&d_.blas) != CUBLAS_STATUS_SUCCESS) return error(ErrorCode::kInternal, "cublasCreate failed");
+  blas_set_math_mode(d_.blas, CUBLAS_DEFAULT_MATH);
   // A fixed workspace keeps cuBLAS from allocating while a CUDA graph is captured.
   unsigned char* ws = nullptr;
   BALLAST_RETURN_IF_ERROR(alloc(&ws, size_t(32) << 20, "the cuBLAS workspace"));
-  if (cublasSetWorkspace(d_.blas, ws, size_t(32) << 20) != CUBLAS_STATUS_SUCCESS)
+  if (blas_set_workspace(d_.blas, ws, size_t(32) << 20) != CUBLAS_STATUS_SUCCESS)
     return error(ErrorCode::kInternal, "cublasSetWorkspace failed");
-  cublasSetStream(d_.blas, d_.stream);
+  blas_set_stream(d_.blas, d_.stream);
   BALLAST_RETURN_IF_ERROR(alloc(&d_.flags, 1, "error flags"));
   CU_RETURN(cudaMemset(d_.flags, 0, sizeof(ErrorFlags)));
   CU_RETURN(cudaHostAlloc(&flags_h_, sizeof(ErrorFlags), cudaHostAllocDefault));

@@ -9,6 +9,8 @@
 
 #include "backend/cuda/kernels.h"
 
+#include "backend/cuda/cublas_api.h"
+
 namespace ballast::cuda {
 
 namespace {
@@ -234,9 +236,9 @@ void dispatch_epi(const GemvArgs& a, GemvEpi e, cudaStream_t s) {
 void cublas_gemm(cublasHandle_t h, const bf16* W, int N, int K, const bf16* X, int n, void* Y, cudaDataType yt,
                  cudaStream_t s) {
   const float alpha = 1.0f, beta = 0.0f;
-  cublasSetStream(h, s);
+  blas_set_stream(h, s);
   // Column-major view: Y^T (N x n) = op(W) X^T with op = T over the (K x N) column-major W.
-  cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, n, K, &alpha, W, CUDA_R_16BF, K, X, CUDA_R_16BF, K,
+  cublasStatus_t st = blas_gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, N, n, K, &alpha, W, CUDA_R_16BF, K, X, CUDA_R_16BF, K,
                                    &beta, Y, yt, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "cublasGemmEx failed: status %d (N=%d K=%d n=%d)\n", (int)st, N, K, n);
 }
