@@ -6,6 +6,8 @@
 #include "server/json_body.h"
 #include "server/server.h"
 #include "server/sse.h"
+#include "server/tool_calls.h"
+#include "server/tool_grammar.h"
 
 namespace ballast::server {
 
@@ -33,6 +35,55 @@ json chat_logprobs(const tokenizer::Tokenizer& tok, const std::vector<TokenLogpr
   return content;
 }
 
+// OpenAI tool_calls; streamed ones carry their index in the list.
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c = json::object();
+    if (with_index) c["index"] = i;
+    c["id"] = calls[i].id;
+    c["type"] = "function";
+    c["function"] = {{"name", calls[i].name}, {"arguments", calls[i].arguments}};
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string trimmed(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
+}
+
+// How this request uses tools: the call format, the names calls may use, and whether
+// replies are parsed at all (tools given and tool_choice not none).
+struct ToolUse {
+  bool active = false;
+  ToolCallFormat format = ToolCallFormat::kLlama3;
+  std::vector<std::string> names;
+  bool parallel = true;
+};
+
+MaybeError setup_tools(const Server& s, ChatParams& p, ToolUse& t) {
+  t.active = !p.tools.is_null() && p.tool_choice.mode != ToolChoice::Mode::kNone;
+  if (!t.active) return {};
+  if (s.prompts->has_template() && s.prompts->template_ignores_tools())
+    return bad_request("the model's chat template ignores 'tools' (it renders the same prompt with and without "
+                       "them), so this model cannot be offered tools; leave 'tools' out or set tool_choice none",
+                       "tools", "unsupported_parameter");
+  t.format = s.prompts->tool_format();
+  t.names = tool_names(p.tools);
+  t.parallel = p.parallel_tool_calls;
+  if (p.tool_choice.constrained()) {
+    auto g = tool_call_gbnf(t.format, p.tools, p.tool_choice.name);
+    if (!g.ok())
+      return bad_request("'tools': " + g.status().message(), "tools",
+                         g.status().code() == ErrorCode::kUnsupported ? "unsupported_parameter" : "invalid_parameter");
+    p.grammar = g.value();
+  }
+  return {};
+}
+
 }  // namespace
 
 void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
@@ -42,7 +93,10 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
   auto p = std::make_shared<ChatParams>();
   if (auto e = parse_chat_request(body, *p, s.limits)) return send_error(res, *e);
   if (auto e = check_model(s, p->model)) return send_error(res, *e);
-  auto ids = s.prompts->encode_chat(p->messages, p->tools, p->template_kwargs, p->add_generation_prompt);
+  ToolUse tools;
+  if (auto e = setup_tools(s, *p, tools)) return send_error(res, *e);
+  auto ids = s.prompts->encode_chat(p->messages, tools.active ? p->tools : nlohmann::ordered_json(),
+                                    p->template_kwargs, p->add_generation_prompt);
   if (!ids.ok()) return send_error(res, from_status(ids.status(), "messages"));
   if (auto eos = s.prompts->eos_turns())
     log::info("request.chat_eos_turns", "no chat template: " + std::to_string(p->messages.size()) +
@@ -79,8 +133,19 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
     const auto picked = pick_choices(*gen, 1, prep.per_prompt, p->n);
     for (size_t k = 0; k < picked.size(); ++k) {
       const int c = picked[k];
+      json message = {{"role", "assistant"}, {"content", text[c]}};
+      if (tools.active) {
+        ParsedReply r = parse_tool_calls(text[c], tools.format, tools.names);
+        if (!r.calls.empty()) {
+          if (!tools.parallel) r.calls.resize(1);
+          const std::string rest = trimmed(r.content);
+          message["content"] = rest.empty() ? json() : json(rest);
+          message["tool_calls"] = tool_calls_json(r.calls, false);
+          finish[c] = "tool_calls";
+        }
+      }
       choices.push_back({{"index", k},
-                         {"message", {{"role", "assistant"}, {"content", text[c]}}},
+                         {"message", std::move(message)},
                          {"logprobs", p->logprobs ? json{{"content", lps[c]}} : json()},
                          {"finish_reason", finish[c].empty() ? json() : json(finish[c])}});
     }
@@ -94,7 +159,7 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
 
   start_event_stream(res);
   res.stream = [&s, p, gen, id, model, created, n_choices, &tok, arrival, seed, prompt_tokens = prep.prompt_tokens,
-                truncated = prep.truncated_tokens](StreamSink& sink) {
+                truncated = prep.truncated_tokens, tools](StreamSink& sink) {
     auto chunk = [&](size_t index, const json& delta, const json& logprobs, const std::string& finish) {
       json j = {{"id", id},
                 {"object", "chat.completion.chunk"},
@@ -111,12 +176,36 @@ void handle_chat(Server& s, const HttpRequest& req, HttpResponse& res) {
     };
     for (size_t c = 0; c < n_choices; ++c)
       if (!chunk(c, {{"role", "assistant"}, {"content", ""}}, json(), "")) return gen->cancel_all();
+    std::vector<ToolCallStreamer> streamers(n_choices, ToolCallStreamer(tools.format, tools.names));
     auto err = gen->run(
         [&](const ChoiceDelta& d) {
-          json delta = json::object();
-          if (!d.text.empty()) delta["content"] = d.text;
           json lp = p->logprobs ? json{{"content", chat_logprobs(tok, d.logprobs)}} : json();
-          return chunk(d.index, delta, lp, d.finish_reason);
+          if (!tools.active) {
+            json delta = json::object();
+            if (!d.text.empty()) delta["content"] = d.text;
+            return chunk(d.index, delta, lp, d.finish_reason);
+          }
+          // Text from a call marker on is held; at the end it becomes tool_calls deltas
+          // (or, when it does not parse as calls, content).
+          std::vector<json> deltas;
+          std::string finish = d.finish_reason;
+          if (std::string out = streamers[d.index].push(d.text); !out.empty()) deltas.push_back({{"content", out}});
+          if (!finish.empty()) {
+            ParsedReply r = streamers[d.index].finish();
+            if (!r.calls.empty() && !tools.parallel) r.calls.resize(1);
+            std::string rest = r.calls.empty() ? r.content : trimmed(r.content);
+            if (!rest.empty()) deltas.push_back({{"content", rest}});
+            for (auto& c : tool_calls_json(r.calls, true)) deltas.push_back({{"tool_calls", json::array({c})}});
+            if (!r.calls.empty()) finish = "tool_calls";
+          }
+          if (deltas.empty()) {
+            if (lp.is_null() && finish.empty()) return true;
+            deltas.push_back(json::object());
+          }
+          for (size_t i = 0; i < deltas.size(); ++i)
+            if (!chunk(d.index, deltas[i], i == 0 ? lp : json(), i + 1 == deltas.size() ? finish : ""))
+              return false;
+          return true;
         },
         [&] { return sink.client_gone(); });
     json usage_chunk;

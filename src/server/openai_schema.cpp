@@ -258,13 +258,14 @@ MaybeError parse_completion_request(const json& body, CompletionParams& p, const
 
 MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimits& lim) {
   if (!body.is_object()) return bad_request("request body must be a JSON object");
-  std::set<std::string> allowed{"messages", "max_completion_tokens", "logprobs", "top_logprobs", "tools",
+  std::set<std::string> allowed{"messages", "max_completion_tokens", "logprobs", "top_logprobs",
                                 "chat_template_kwargs", "add_generation_prompt"};
   if (auto e = parse_common(body, p, lim, allowed)) return e;
-  auto tool_choice_ok = [](const ojson& v) { return v.is_string() && (v == "none" || v == "auto"); };
   auto is_false = [](const ojson& v) { return v.is_boolean() && !v.get<bool>(); };
-  if (auto e = neutral_only<ojson>(body, "tool_choice", tool_choice_ok, allowed)) return e;
-  if (auto e = neutral_only<ojson>(body, "parallel_tool_calls", is_false, allowed)) return e;
+  if (auto e = parse_tools(body, p.tools, p.tool_choice, p.parallel_tool_calls, allowed)) return e;
+  if (p.tool_choice.constrained() && !p.grammar.empty())
+    return bad_request("'tool_choice' required or a named function cannot be combined with 'response_format' or "
+                       "'grammar'", "tool_choice");
   if (auto e = neutral_only<ojson>(body, "store", is_false, allowed)) return e;
   if (auto e = reject_unknown(body, allowed)) return e;
   std::optional<int64_t> mct;
@@ -291,10 +292,6 @@ MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimi
                            "chat_template_kwargs", "invalid_parameter");
     p.template_kwargs = *it;
   }
-  if (auto it = body.find("tools"); it != body.end() && !it->is_null()) {
-    if (!it->is_array()) return bad_request("'tools' must be a list", "tools");
-    p.tools = *it;
-  }
   auto it = body.find("messages");
   if (it == body.end() || it->is_null()) return bad_request("'messages' is required", "messages");
   if (!it->is_array() || it->empty()) return bad_request("'messages' must be a non-empty list", "messages");
@@ -318,6 +315,7 @@ MaybeError parse_chat_request(const ojson& body, ChatParams& p, const SchemaLimi
     if ((c == m.end() || c->is_null()) && !(*r == "assistant" && has_tool_calls))
       return bad_request("'" + where + ".content' is required", "messages");
     if (auto e = normalize_content(m, i)) return e;
+    if (auto e = normalize_tool_turn(m, i)) return e;
   }
   return {};
 }

@@ -11,6 +11,7 @@
 
 #include "engine/sampler.h"
 #include "server/api_error.h"
+#include "server/tool_request.h"
 
 namespace ballast::server {
 
@@ -56,7 +57,9 @@ struct CompletionParams : CommonParams {
 
 struct ChatParams : CommonParams {
   nlohmann::ordered_json messages;       // normalized: content is a string (or null)
-  nlohmann::ordered_json tools;          // null = none
+  nlohmann::ordered_json tools;          // null = none (absent or empty)
+  ToolChoice tool_choice;                // none/auto/required/named, validated against tools
+  bool parallel_tool_calls = true;       // false: at most one call is returned
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   bool add_generation_prompt = true;
 };

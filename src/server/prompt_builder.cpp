@@ -27,7 +27,24 @@ Status PromptBuilder::load_template() {
   auto t = chat::ChatTemplate::parse(*s.chat_template);
   if (!t.ok()) return Status(t.status().code(), "the model's chat template does not parse: " + t.status().message());
   tmpl_ = std::move(t.value());
+  tool_format_ = detect_tool_call_format(tmpl_->source());
+  ignores_tools_ = renders_without_tools();
   return Status();
+}
+
+bool PromptBuilder::renders_without_tools() const {
+  const auto messages = nlohmann::ordered_json::parse(R"([{"role": "user", "content": "What is the weather in Paris?"}])");
+  chat::RenderOptions ro;
+  ro.add_generation_prompt = true;
+  ro.bos_token = bos_text_;
+  ro.eos_token = eos_text_;
+  auto plain = tmpl_->render(messages, ro);
+  ro.tools = nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+      "description": "Current weather in a city", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])");
+  auto with = tmpl_->render(messages, ro);
+  // A template that fails on either render cannot be judged here; requests will tell.
+  return plain.ok() && with.ok() && plain.value().text == with.value().text;
 }
 
 std::vector<int32_t> PromptBuilder::with_one_bos(std::vector<int32_t> ids) const {
